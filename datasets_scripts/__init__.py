@@ -1,0 +1,1 @@
+"""datasets_scripts package of tango-af (filled by later issues)."""

@@ -1,0 +1,1 @@
+"""model_cards package of tango-af (filled by later issues)."""

@@ -1,0 +1,818 @@
+# Copyright 2026 The tango-af authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""TangoCLAPPipeline: Tango's latent-diffusion text-to-audio model (arXiv 2304.13731) with the CLAP text tower
+or FLAN-T5 as its text encoder, as trained in "Improving Text-To-Audio Models with Synthetic Captions"
+(arXiv 2406.15487).
+
+This file is self-contained (torch, diffusers, transformers, numpy and the standard library only): it is pushed
+to the Hub beside `model_index.json` as `pipeline.py`, so that
+`DiffusionPipeline.from_pretrained(repo, trust_remote_code=True)` finds it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
+from diffusers.schedulers import SchedulerMixin
+from diffusers.utils import logging, replace_example_docstring
+from diffusers.utils.torch_utils import randn_tensor
+from transformers import (
+    ClapFeatureExtractor,
+    ClapModel,
+    ClapTextModelWithProjection,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    SpeechT5HifiGan,
+    T5EncoderModel,
+)
+
+logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```py
+        >>> import soundfile as sf
+        >>> import torch
+        >>> from diffusers import DiffusionPipeline
+
+        >>> pipe = DiffusionPipeline.from_pretrained("REPO_ID", trust_remote_code=True, torch_dtype=torch.bfloat16)
+        >>> pipe = pipe.to("cuda")
+
+        >>> prompt = "A dog barks twice, then a car passes by in the rain"
+        >>> generator = torch.Generator("cuda").manual_seed(0)
+        >>> output = pipe(
+        ...     prompt,
+        ...     audio_length_in_s=10.0,
+        ...     num_inference_steps=100,
+        ...     guidance_scale=3.0,
+        ...     num_waveforms_per_prompt=3,
+        ...     generator=generator,
+        ... )
+        >>> # candidates come back best first when the pipeline has CLAP scoring parts
+        >>> sf.write("dog.wav", output.audios[0], pipe.sampling_rate)
+        ```
+"""
+
+# The name under which this file is saved beside `model_index.json` (see `save_pretrained`).
+HUB_PIPELINE_MODULE = "pipeline"
+
+
+@dataclass
+class TangoCLAPPipelineOutput(AudioPipelineOutput):
+    """
+    Output class for [`TangoCLAPPipeline`].
+
+    Args:
+        audios (`np.ndarray` or `torch.Tensor`):
+            Waveforms of shape `(batch_size * num_waveforms_per_prompt, num_samples)` at `pipe.sampling_rate`, or
+            latents of shape `(batch_size * num_waveforms_per_prompt, channels, frames, mel_bins)` when
+            `output_type="latent"`. With CLAP scoring parts, the candidates of each prompt are sorted best first.
+        clap_scores (`torch.Tensor`, *optional*):
+            CLAP cosine similarity between each waveform and its prompt, shape
+            `(batch_size, num_waveforms_per_prompt)`, sorted like `audios`. `None` when the pipeline has no CLAP
+            scoring parts, when only embeddings were given, or for `output_type="latent"`.
+    """
+
+    clap_scores: torch.Tensor | None = None
+
+
+def resample_waveform(waveform: torch.Tensor, orig_sr: int, target_sr: int) -> torch.Tensor:
+    """
+    Band-limited resampling along the last axis, by zero-padding (or truncating) the spectrum.
+
+    Args:
+        waveform (`torch.Tensor`): audio of shape `(..., num_samples)`.
+        orig_sr (`int`): its sampling rate.
+        target_sr (`int`): the sampling rate wanted.
+
+    Returns:
+        `torch.Tensor`: float32 audio of shape `(..., round(num_samples * target_sr / orig_sr))`.
+    """
+    if orig_sr <= 0 or target_sr <= 0:
+        raise ValueError(f"Sampling rates must be positive, got {orig_sr} and {target_sr}.")
+    waveform = waveform.float()
+    if orig_sr == target_sr:
+        return waveform
+    num_in = waveform.shape[-1]
+    num_out = max(1, round(num_in * target_sr / orig_sr))
+    spectrum = torch.fft.rfft(waveform, dim=-1)
+    bins_out = num_out // 2 + 1
+    if bins_out > spectrum.shape[-1]:
+        spectrum = F.pad(spectrum, (0, bins_out - spectrum.shape[-1]))
+    else:
+        spectrum = spectrum[..., :bins_out]
+    return torch.fft.irfft(spectrum, n=num_out, dim=-1) * (num_out / num_in)
+
+
+def _pad_sequence(embeds: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pads text embeddings with zeros and their mask with 0 up to `length` tokens."""
+    missing = length - embeds.shape[1]
+    if missing <= 0:
+        return embeds, mask
+    return F.pad(embeds, (0, 0, 0, missing)), F.pad(mask, (0, missing))
+
+
+class TangoCLAPPipeline(DiffusionPipeline):
+    r"""
+    Pipeline for text-to-audio generation with Tango's latent diffusion model, conditioned through cross-attention
+    on the last hidden states of a CLAP text tower (Tango-CLAP) or of FLAN-T5 (Tango, Tango-AF).
+
+    This model inherits from [`DiffusionPipeline`]. Check the superclass documentation for the generic methods
+    implemented for all pipelines (downloading, saving, running on a particular device, etc.).
+
+    Args:
+        vae ([`AutoencoderKL`]):
+            Variational auto-encoder between log-mel spectrograms `(batch, 1, frames, mel_bins)` and latents.
+        text_encoder ([`~transformers.ClapTextModelWithProjection`] or [`~transformers.T5EncoderModel`]):
+            Frozen text encoder; its `last_hidden_state` conditions the UNet.
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]):
+            Tokenizer of the text encoder (RoBERTa's for CLAP, T5's for FLAN-T5).
+        unet ([`UNet2DConditionModel`]):
+            Denoiser of the mel latents, cross-attending to the text with `encoder_attention_mask`.
+        scheduler ([`SchedulerMixin`]):
+            Any diffusers scheduler matching the UNet's training (`prediction_type` "v_prediction" or "epsilon").
+        vocoder ([`~transformers.SpeechT5HifiGan`]):
+            HiFi-GAN turning the decoded mel spectrogram into a waveform at `vocoder.config.sampling_rate`.
+        clap_model ([`~transformers.ClapModel`], *optional*):
+            CLAP model scoring each generated waveform against its prompt; candidates are returned best first.
+        clap_tokenizer ([`~transformers.PreTrainedTokenizerBase`], *optional*):
+            Tokenizer of `clap_model`.
+        clap_feature_extractor ([`~transformers.ClapFeatureExtractor`], *optional*):
+            Feature extractor of `clap_model`; waveforms are resampled to its `sampling_rate` first.
+    """
+
+    model_cpu_offload_seq = "text_encoder->unet->vae->vocoder"
+    _optional_components = ["clap_model", "clap_tokenizer", "clap_feature_extractor"]
+    _exclude_from_cpu_offload = ["clap_model"]
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: ClapTextModelWithProjection | T5EncoderModel | PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        unet: UNet2DConditionModel,
+        scheduler: SchedulerMixin,
+        vocoder: SpeechT5HifiGan,
+        clap_model: ClapModel | None = None,
+        clap_tokenizer: PreTrainedTokenizerBase | None = None,
+        clap_feature_extractor: ClapFeatureExtractor | None = None,
+    ):
+        super().__init__()
+        self.register_modules(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            vocoder=vocoder,
+            clap_model=clap_model,
+            clap_tokenizer=clap_tokenizer,
+            clap_feature_extractor=clap_feature_extractor,
+        )
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if vae is not None else 4
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def sampling_rate(self) -> int:
+        """Sampling rate of the generated audio (the vocoder's)."""
+        return int(self.vocoder.config.sampling_rate)
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per mel frame: the product of the vocoder's upsampling rates (Tango: 160)."""
+        return int(math.prod(self.vocoder.config.upsample_rates))
+
+    @property
+    def frames_multiple(self) -> int:
+        """Mel frames are padded to a multiple of this so that every UNet level sees whole latent frames."""
+        unet_downsamples = 2 ** (len(self.unet.config.block_out_channels) - 1)
+        return self.vae_scale_factor * unet_downsamples
+
+    @property
+    def has_clap_scorer(self) -> bool:
+        """Whether the CLAP model, tokenizer and feature extractor needed to rank candidates are all present."""
+        return all(
+            getattr(self, name, None) is not None
+            for name in ("clap_model", "clap_tokenizer", "clap_feature_extractor")
+        )
+
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1.0
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    # ------------------------------------------------------------------ text
+
+    def _tokenize(self, text: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        max_length = self.tokenizer.model_max_length
+        if max_length is None or max_length > 100_000:  # tokenizers saved without a limit report ~1e30
+            max_length = getattr(self.text_encoder.config, "max_position_embeddings", 512)
+        inputs = self.tokenizer(text, padding="longest", max_length=max_length, truncation=True, return_tensors="pt")
+        untruncated = self.tokenizer(text, padding="longest", return_tensors="pt").input_ids
+        if untruncated.shape[-1] > inputs.input_ids.shape[-1]:
+            for row, full in zip(inputs.input_ids, untruncated):
+                if full.ne(self.tokenizer.pad_token_id).sum() > row.ne(self.tokenizer.pad_token_id).sum():
+                    removed = self.tokenizer.batch_decode(full[max_length - 1 :].unsqueeze(0))[0]
+                    logger.warning(
+                        f"A prompt was truncated to the text encoder's {max_length} tokens; this part was removed: "
+                        f"{removed!r}"
+                    )
+        return inputs.input_ids, inputs.attention_mask
+
+    @torch.no_grad()
+    def encode_text(self, text: list[str], device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Encodes text into the conditioning of the UNet.
+
+        Args:
+            text (`list[str]`): prompts; `""` gives the unconditional embedding used for classifier-free guidance
+                (and the one training must drop the condition to).
+            device (`torch.device`, *optional*): where to put the result; defaults to the execution device.
+
+        Returns:
+            `tuple[torch.Tensor, torch.Tensor]`: the text encoder's last hidden state `(batch, tokens, width)` and
+            its attention mask `(batch, tokens)`.
+        """
+        device = device or self._execution_device
+        input_ids, attention_mask = self._tokenize(text)
+        text_device = self.text_encoder.device
+        hidden = self.text_encoder(
+            input_ids=input_ids.to(text_device), attention_mask=attention_mask.to(text_device)
+        ).last_hidden_state
+        return hidden.to(device), attention_mask.to(device)
+
+    def encode_prompt(
+        self,
+        prompt: str | list[str] | None,
+        device: torch.device,
+        num_waveforms_per_prompt: int,
+        do_classifier_free_guidance: bool,
+        negative_prompt: str | list[str] | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        negative_attention_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        r"""
+        Encodes the prompt (and the negative prompt for classifier-free guidance) into text encoder hidden states.
+
+        Args:
+            prompt (`str` or `list[str]`, *optional*):
+                The prompt(s). Not needed when `prompt_embeds` is given.
+            device (`torch.device`):
+                Torch device of the result.
+            num_waveforms_per_prompt (`int`):
+                Number of waveforms generated per prompt; embeddings are repeated that many times.
+            do_classifier_free_guidance (`bool`):
+                Whether the unconditional embeddings are needed.
+            negative_prompt (`str` or `list[str]`, *optional*):
+                What not to generate. Defaults to `""`, the unconditional prompt that training drops to.
+            prompt_embeds (`torch.Tensor`, *optional*):
+                Pre-computed text embeddings `(batch, tokens, width)`.
+            negative_prompt_embeds (`torch.Tensor`, *optional*):
+                Pre-computed negative text embeddings `(batch, tokens, width)`.
+            attention_mask (`torch.Tensor`, *optional*):
+                Mask of `prompt_embeds` `(batch, tokens)`; all ones when omitted.
+            negative_attention_mask (`torch.Tensor`, *optional*):
+                Mask of `negative_prompt_embeds`; all ones when omitted.
+
+        Returns:
+            `tuple`: `(prompt_embeds, attention_mask, negative_prompt_embeds, negative_attention_mask)`, each
+            repeated `num_waveforms_per_prompt` times; the negative ones are `None` without guidance.
+        """
+        if prompt_embeds is None:
+            prompt = [prompt] if isinstance(prompt, str) else list(prompt)
+            prompt_embeds, attention_mask = self.encode_text(prompt, device)
+        elif attention_mask is None:
+            attention_mask = torch.ones(prompt_embeds.shape[:2], dtype=torch.long, device=prompt_embeds.device)
+        batch_size = prompt_embeds.shape[0]
+
+        if do_classifier_free_guidance and negative_prompt_embeds is None:
+            if negative_prompt is None:
+                negative_prompt = [""] * batch_size
+            elif isinstance(negative_prompt, str):
+                negative_prompt = [negative_prompt] * batch_size
+            negative_prompt_embeds, negative_attention_mask = self.encode_text(list(negative_prompt), device)
+        elif negative_prompt_embeds is not None and negative_attention_mask is None:
+            negative_attention_mask = torch.ones(
+                negative_prompt_embeds.shape[:2], dtype=torch.long, device=negative_prompt_embeds.device
+            )
+
+        dtype = self.unet.dtype
+        prompt_embeds = prompt_embeds.to(device=device, dtype=dtype).repeat_interleave(num_waveforms_per_prompt, 0)
+        attention_mask = attention_mask.to(device).repeat_interleave(num_waveforms_per_prompt, 0)
+        if not do_classifier_free_guidance:
+            return prompt_embeds, attention_mask, None, None
+
+        negative_prompt_embeds = negative_prompt_embeds.to(device=device, dtype=dtype).repeat_interleave(
+            num_waveforms_per_prompt, 0
+        )
+        negative_attention_mask = negative_attention_mask.to(device).repeat_interleave(num_waveforms_per_prompt, 0)
+        # Both halves of the guidance batch need one token length; padding is masked out of cross-attention.
+        length = max(prompt_embeds.shape[1], negative_prompt_embeds.shape[1])
+        prompt_embeds, attention_mask = _pad_sequence(prompt_embeds, attention_mask, length)
+        negative_prompt_embeds, negative_attention_mask = _pad_sequence(
+            negative_prompt_embeds, negative_attention_mask, length
+        )
+        return prompt_embeds, attention_mask, negative_prompt_embeds, negative_attention_mask
+
+    # ------------------------------------------------------------------ checks and shapes
+
+    def num_frames(self, audio_length_in_s: float) -> int:
+        """Mel frames generated for `audio_length_in_s` seconds: enough frames, padded to `frames_multiple`."""
+        num_samples = round(audio_length_in_s * self.sampling_rate)
+        frames = math.ceil(num_samples / self.hop_length)
+        return math.ceil(frames / self.frames_multiple) * self.frames_multiple
+
+    def check_inputs(
+        self,
+        prompt: str | list[str] | None,
+        audio_length_in_s: float,
+        num_inference_steps: int,
+        guidance_scale: float,
+        num_waveforms_per_prompt: int,
+        negative_prompt: str | list[str] | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        negative_attention_mask: torch.Tensor | None = None,
+        output_type: str = "np",
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+    ) -> None:
+        """Raises a `ValueError` naming the bad value for each argument that cannot be generated from."""
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps <= 0:
+            raise ValueError(f"`num_inference_steps` must be a positive integer, got {num_inference_steps!r}.")
+        if not isinstance(audio_length_in_s, (int, float)) or not math.isfinite(audio_length_in_s) or audio_length_in_s <= 0:
+            raise ValueError(f"`audio_length_in_s` must be a positive number of seconds, got {audio_length_in_s!r}.")
+        min_length = self.vae_scale_factor * self.hop_length / self.sampling_rate
+        if audio_length_in_s < min_length:
+            raise ValueError(
+                f"`audio_length_in_s` {audio_length_in_s} is shorter than one latent frame "
+                f"({self.vae_scale_factor} mel frames of {self.hop_length} samples = {min_length} s)."
+            )
+        if not isinstance(guidance_scale, (int, float)) or not math.isfinite(guidance_scale) or guidance_scale < 0:
+            raise ValueError(f"`guidance_scale` must be a number >= 0, got {guidance_scale!r}.")
+        if isinstance(num_waveforms_per_prompt, bool) or not isinstance(num_waveforms_per_prompt, int) or num_waveforms_per_prompt < 1:
+            raise ValueError(f"`num_waveforms_per_prompt` must be a positive integer, got {num_waveforms_per_prompt!r}.")
+        if output_type not in ("np", "pt", "latent"):
+            raise ValueError(f"`output_type` must be one of 'np', 'pt', 'latent', got {output_type!r}.")
+        if callback_on_step_end_tensor_inputs is not None:
+            unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
+            if unknown:
+                raise ValueError(
+                    f"`callback_on_step_end_tensor_inputs` has {unknown}, not among {self._callback_tensor_inputs}."
+                )
+
+        if prompt is not None and prompt_embeds is not None:
+            raise ValueError("Pass either `prompt` or `prompt_embeds`, not both.")
+        if prompt is None and prompt_embeds is None:
+            raise ValueError("Pass `prompt` or `prompt_embeds`: both are None.")
+        if prompt is not None:
+            if not isinstance(prompt, (str, list)) or (
+                isinstance(prompt, list) and not all(isinstance(p, str) for p in prompt)
+            ):
+                raise ValueError(f"`prompt` must be a string or a list of strings, got {type(prompt).__name__}: {prompt!r}.")
+            if isinstance(prompt, list) and len(prompt) == 0:
+                raise ValueError("`prompt` is an empty list: nothing to generate.")
+        batch_size = (1 if isinstance(prompt, str) else len(prompt)) if prompt is not None else prompt_embeds.shape[0]
+
+        if negative_prompt is not None and negative_prompt_embeds is not None:
+            raise ValueError("Pass either `negative_prompt` or `negative_prompt_embeds`, not both.")
+        if negative_prompt is not None:
+            if not isinstance(negative_prompt, (str, list)) or (
+                isinstance(negative_prompt, list) and not all(isinstance(p, str) for p in negative_prompt)
+            ):
+                raise ValueError(
+                    f"`negative_prompt` must be a string or a list of strings, got "
+                    f"{type(negative_prompt).__name__}: {negative_prompt!r}."
+                )
+            if isinstance(negative_prompt, list) and len(negative_prompt) != batch_size:
+                raise ValueError(
+                    f"`negative_prompt` has {len(negative_prompt)} entries but there are {batch_size} prompts."
+                )
+
+        width = self.unet.config.cross_attention_dim
+        for name, embeds, mask in (
+            ("prompt_embeds", prompt_embeds, attention_mask),
+            ("negative_prompt_embeds", negative_prompt_embeds, negative_attention_mask),
+        ):
+            if embeds is None:
+                if mask is not None:
+                    mask_name = "attention_mask" if name == "prompt_embeds" else "negative_attention_mask"
+                    raise ValueError(f"`{mask_name}` was given without `{name}`.")
+                continue
+            if embeds.ndim != 3 or embeds.shape[-1] != width:
+                raise ValueError(
+                    f"`{name}` must have shape (batch, tokens, {width}) to match the UNet's cross_attention_dim, "
+                    f"got {tuple(embeds.shape)}."
+                )
+            if embeds.shape[0] != batch_size:
+                raise ValueError(f"`{name}` has batch size {embeds.shape[0]} but there are {batch_size} prompts.")
+            if mask is not None and tuple(mask.shape) != tuple(embeds.shape[:2]):
+                mask_name = "attention_mask" if name == "prompt_embeds" else "negative_attention_mask"
+                raise ValueError(
+                    f"`{mask_name}` must have shape {tuple(embeds.shape[:2])} like `{name}`, got {tuple(mask.shape)}."
+                )
+
+    def prepare_latents(
+        self,
+        batch_size: int,
+        num_channels_latents: int,
+        num_frames: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Initial noise of shape `(batch, channels, num_frames // vae_scale_factor, mel_bins // vae_scale_factor)`."""
+        shape = (
+            batch_size,
+            num_channels_latents,
+            num_frames // self.vae_scale_factor,
+            int(self.vocoder.config.model_in_dim) // self.vae_scale_factor,
+        )
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(
+                f"Got {len(generator)} generators for a batch of {batch_size} waveforms "
+                "(prompts x num_waveforms_per_prompt): pass one generator or exactly one per waveform."
+            )
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        else:
+            if tuple(latents.shape) != shape:
+                raise ValueError(
+                    f"`latents` must have shape {shape} for this batch and `audio_length_in_s`, got {tuple(latents.shape)}."
+                )
+            latents = latents.to(device=device, dtype=dtype)
+        return latents * self.scheduler.init_noise_sigma
+
+    def prepare_extra_step_kwargs(self, generator: torch.Generator | list[torch.Generator] | None, eta: float) -> dict:
+        """Keyword arguments for `scheduler.step`: `eta` and `generator` for the schedulers that take them."""
+        params = set(inspect.signature(self.scheduler.step).parameters)
+        kwargs: dict[str, Any] = {}
+        if "eta" in params:
+            kwargs["eta"] = eta
+        if "generator" in params:
+            kwargs["generator"] = generator
+        return kwargs
+
+    # ------------------------------------------------------------------ decoding and scoring
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents -> log-mel spectrogram `(batch, frames, mel_bins)` through the VAE decoder."""
+        latents = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
+        mel = self.vae.decode(latents).sample
+        return mel.squeeze(1)
+
+    def mel_to_waveform(self, mel: torch.Tensor) -> torch.Tensor:
+        """Log-mel spectrogram `(batch, frames, mel_bins)` -> float32 waveform `(batch, frames * hop_length)`."""
+        waveform = self.vocoder(mel.to(device=self.vocoder.device, dtype=self.vocoder.dtype))
+        return waveform.float()
+
+    @torch.no_grad()
+    def score_waveforms(self, text: list[str], waveforms: torch.Tensor) -> torch.Tensor:
+        """
+        CLAP cosine similarity between each waveform and the text at the same index.
+
+        Args:
+            text (`list[str]`): one caption per waveform.
+            waveforms (`torch.Tensor`): `(len(text), num_samples)` at `self.sampling_rate`.
+
+        Returns:
+            `torch.Tensor`: float32 similarities of shape `(len(text),)`, on the CPU.
+        """
+        if not self.has_clap_scorer:
+            raise ValueError("Scoring needs `clap_model`, `clap_tokenizer` and `clap_feature_extractor`.")
+        if len(text) != waveforms.shape[0]:
+            raise ValueError(f"Got {len(text)} texts for {waveforms.shape[0]} waveforms.")
+        device = self.clap_model.device
+        target_sr = int(self.clap_feature_extractor.sampling_rate)
+        audio = resample_waveform(waveforms.cpu(), self.sampling_rate, target_sr).numpy()
+        features = self.clap_feature_extractor(list(audio), sampling_rate=target_sr, return_tensors="pt")
+        audio_out = self.clap_model.get_audio_features(
+            input_features=features["input_features"].to(device=device, dtype=self.clap_model.dtype),
+            is_longer=features.get("is_longer").to(device) if features.get("is_longer") is not None else None,
+        )
+        # Each distinct text is embedded once, however many candidates share it.
+        unique = list(dict.fromkeys(text))
+        tokens = self.clap_tokenizer(unique, padding=True, truncation=True, return_tensors="pt").to(device)
+        text_out = self.clap_model.get_text_features(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask)
+        audio_embeds = F.normalize(getattr(audio_out, "pooler_output", audio_out).float(), dim=-1)
+        text_embeds = F.normalize(getattr(text_out, "pooler_output", text_out).float(), dim=-1)
+        index = torch.tensor([unique.index(t) for t in text], device=text_embeds.device)
+        return (audio_embeds * text_embeds[index]).sum(-1).cpu()
+
+    # ------------------------------------------------------------------ generation
+
+    @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        audio_length_in_s: float = 10.0,
+        num_inference_steps: int = 100,
+        guidance_scale: float = 3.0,
+        negative_prompt: str | list[str] | None = None,
+        num_waveforms_per_prompt: int = 1,
+        eta: float = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        negative_attention_mask: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[[Any, int, int, dict], dict]
+        | PipelineCallback
+        | MultiPipelineCallbacks
+        | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+    ) -> TangoCLAPPipelineOutput | tuple:
+        r"""
+        Generates audio from text.
+
+        Args:
+            prompt (`str` or `list[str]`, *optional*):
+                The prompt(s) describing the audio. Prompts longer than the tokenizer's limit are truncated with a
+                warning. Not needed when `prompt_embeds` is given.
+            audio_length_in_s (`float`, *optional*, defaults to 10.0):
+                Length of the generated audio in seconds; the output has exactly
+                `round(audio_length_in_s * sampling_rate)` samples. Any length of at least one latent frame works.
+            num_inference_steps (`int`, *optional*, defaults to 100):
+                Number of denoising steps (Tango used 100-200 with DDPM; DPM-Solver++ needs about 25).
+            guidance_scale (`float`, *optional*, defaults to 3.0):
+                Classifier-free guidance scale; guidance is off at 1.0 or below.
+            negative_prompt (`str` or `list[str]`, *optional*):
+                What to steer away from. Defaults to the empty prompt, the same unconditional input used in training.
+            num_waveforms_per_prompt (`int`, *optional*, defaults to 1):
+                Candidates per prompt. With CLAP scoring parts they are ranked, best first.
+            eta (`float`, *optional*, defaults to 0.0):
+                DDIM's eta; ignored by other schedulers.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
+                Generator(s) for reproducible noise; a list gives one per waveform.
+            latents (`torch.Tensor`, *optional*):
+                Initial noise `(batch * num_waveforms_per_prompt, channels, frames, mel_bins)` in latent units.
+            prompt_embeds (`torch.Tensor`, *optional*):
+                Pre-computed text encoder hidden states `(batch, tokens, cross_attention_dim)`.
+            negative_prompt_embeds (`torch.Tensor`, *optional*):
+                Pre-computed negative hidden states, same layout.
+            attention_mask (`torch.Tensor`, *optional*):
+                Mask `(batch, tokens)` of `prompt_embeds`.
+            negative_attention_mask (`torch.Tensor`, *optional*):
+                Mask `(batch, tokens)` of `negative_prompt_embeds`.
+            output_type (`str`, *optional*, defaults to `"np"`):
+                `"np"` (NumPy float32), `"pt"` (torch float32) or `"latent"` (latents, nothing decoded).
+            return_dict (`bool`, *optional*, defaults to `True`):
+                Return a [`TangoCLAPPipelineOutput`] rather than a tuple.
+            callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*):
+                Called after each step as `callback_on_step_end(self, step, timestep, callback_kwargs)`; it returns
+                a dict whose tensors (among `callback_on_step_end_tensor_inputs`) replace the pipeline's.
+            callback_on_step_end_tensor_inputs (`list[str]`, *optional*, defaults to `["latents"]`):
+                Tensors passed to the callback, from `_callback_tensor_inputs`.
+
+        Examples:
+
+        Returns:
+            [`TangoCLAPPipelineOutput`] or `tuple`: with `return_dict=False`, `(audios,)`, or `(audios, clap_scores)`
+            when candidates were scored.
+        """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        if callback_on_step_end_tensor_inputs is None:
+            callback_on_step_end_tensor_inputs = ["latents"]
+
+        # 1. Check inputs
+        self.check_inputs(
+            prompt,
+            audio_length_in_s,
+            num_inference_steps,
+            guidance_scale,
+            num_waveforms_per_prompt,
+            negative_prompt,
+            prompt_embeds,
+            negative_prompt_embeds,
+            attention_mask,
+            negative_attention_mask,
+            output_type,
+            callback_on_step_end_tensor_inputs,
+        )
+        self._guidance_scale = float(guidance_scale)
+        self._interrupt = False
+
+        # 2. Define call parameters
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        batch_size = len(prompts) if prompts is not None else prompt_embeds.shape[0]
+        device = self._execution_device
+        num_samples = round(audio_length_in_s * self.sampling_rate)
+        num_frames = self.num_frames(audio_length_in_s)
+
+        # 3. Encode the prompt; guidance runs [unconditional, conditional] as one batch
+        prompt_embeds, attention_mask, negative_prompt_embeds, negative_attention_mask = self.encode_prompt(
+            prompts,
+            device,
+            num_waveforms_per_prompt,
+            self.do_classifier_free_guidance,
+            negative_prompt,
+            prompt_embeds,
+            negative_prompt_embeds,
+            attention_mask,
+            negative_attention_mask,
+        )
+
+        # 4. Prepare timesteps
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+
+        # 5. Prepare latent variables
+        latents = self.prepare_latents(
+            batch_size * num_waveforms_per_prompt,
+            self.unet.config.in_channels,
+            num_frames,
+            prompt_embeds.dtype,
+            device,
+            generator,
+            latents,
+        )
+
+        # 6. Prepare extra step kwargs
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+
+        # 7. Denoising loop
+        num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
+        with self.progress_bar(total=num_inference_steps) as progress_bar:
+            for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
+                if self.do_classifier_free_guidance:
+                    latent_model_input = torch.cat([latents] * 2)
+                    encoder_hidden_states = torch.cat([negative_prompt_embeds, prompt_embeds])
+                    encoder_attention_mask = torch.cat([negative_attention_mask, attention_mask])
+                else:
+                    latent_model_input = latents
+                    encoder_hidden_states = prompt_embeds
+                    encoder_attention_mask = attention_mask
+                latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
+
+                noise_pred = self.unet(
+                    latent_model_input,
+                    t,
+                    encoder_hidden_states=encoder_hidden_states,
+                    encoder_attention_mask=encoder_attention_mask,
+                    return_dict=False,
+                )[0]
+
+                if self.do_classifier_free_guidance:
+                    noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+                    noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
+
+                latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+
+                if callback_on_step_end is not None:
+                    callback_kwargs = {}
+                    for k in callback_on_step_end_tensor_inputs:
+                        callback_kwargs[k] = locals()[k]
+                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+                    latents = callback_outputs.pop("latents", latents)
+                    prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
+                    negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
+
+                if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
+                    progress_bar.update()
+
+        # 8. Decode: latents -> mel -> waveform of exactly num_samples samples
+        clap_scores = None
+        if output_type == "latent":
+            audio = latents
+        else:
+            mel = self.decode_latents(latents)
+            audio = self.mel_to_waveform(mel)[:, :num_samples]
+
+            # 9. Rank the candidates of each prompt by CLAP similarity, best first
+            if self.has_clap_scorer and prompts is not None:
+                texts = [p for p in prompts for _ in range(num_waveforms_per_prompt)]
+                scores = self.score_waveforms(texts, audio).view(batch_size, num_waveforms_per_prompt)
+                clap_scores, order = scores.sort(dim=1, descending=True)
+                rows = (order + torch.arange(batch_size).unsqueeze(1) * num_waveforms_per_prompt).flatten()
+                audio = audio[rows.to(audio.device)]
+            if output_type == "np":
+                audio = audio.cpu().numpy()
+
+        self.maybe_free_model_hooks()
+
+        if not return_dict:
+            return (audio,) if clap_scores is None else (audio, clap_scores)
+        return TangoCLAPPipelineOutput(audios=audio, clap_scores=clap_scores)
+
+    # ------------------------------------------------------------------ saving for the Hub
+
+    @classmethod
+    def _dict_from_json_file(cls, json_file: str | os.PathLike) -> dict:
+        config = super()._dict_from_json_file(json_file)
+        # A folder saved by `save_pretrained` names this class as ["pipeline", "TangoCLAPPipeline"] so that
+        # `DiffusionPipeline` can find `pipeline.py`. Loading through this class itself uses this class, rather
+        # than executing the folder's copy (which would need `trust_remote_code`).
+        class_name = config.get("_class_name")
+        if isinstance(class_name, (list, tuple)) and class_name[-1] == cls.__name__:
+            config["_class_name"] = cls.__name__
+        return config
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        max_shard_size: int | str | None = None,
+        push_to_hub: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """
+        Saves the pipeline so that it loads both through this class and through
+        `DiffusionPipeline.from_pretrained(save_directory, trust_remote_code=True)`: besides the components'
+        folders (safetensors only), this file is copied to `pipeline.py` and `model_index.json` points at it.
+
+        Args:
+            save_directory (`str` or `os.PathLike`):
+                Folder to write (created if needed).
+            safe_serialization (`bool`, *optional*, defaults to `True`):
+                Must stay `True`: this project writes safetensors only.
+            variant (`str`, *optional*):
+                Weights variant suffix, e.g. `"fp16"`.
+            max_shard_size (`int` or `str`, *optional*):
+                Largest shard of each component's weights.
+            push_to_hub (`bool`, *optional*, defaults to `False`):
+                Upload the folder afterwards; `kwargs` may carry `repo_id`, `token`, `private`, `commit_message`
+                and `create_pr`.
+        """
+        if not safe_serialization:
+            raise ValueError("TangoCLAPPipeline saves safetensors only; `safe_serialization=False` is refused.")
+        super().save_pretrained(
+            save_directory,
+            safe_serialization=True,
+            variant=variant,
+            max_shard_size=max_shard_size,
+            push_to_hub=False,
+        )
+        source = inspect.getsourcefile(type(self))
+        target = os.path.join(save_directory, f"{HUB_PIPELINE_MODULE}.py")
+        if os.path.abspath(source) != os.path.abspath(target):
+            shutil.copyfile(source, target)
+        index_path = os.path.join(save_directory, "model_index.json")
+        with open(index_path, encoding="utf-8") as f:
+            index = json.load(f)
+        index["_class_name"] = [HUB_PIPELINE_MODULE, type(self).__name__]
+        with open(index_path, "w", encoding="utf-8") as f:
+            json.dump(index, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+        if push_to_hub:
+            from huggingface_hub import create_repo
+
+            repo_id = kwargs.pop("repo_id", str(save_directory).rstrip("/").split("/")[-1])
+            token = kwargs.pop("token", None)
+            repo_id = create_repo(repo_id, exist_ok=True, private=kwargs.pop("private", None), token=token).repo_id
+            self._upload_folder(
+                save_directory,
+                repo_id,
+                token=token,
+                commit_message=kwargs.pop("commit_message", None),
+                create_pr=kwargs.pop("create_pr", False),
+            )
+

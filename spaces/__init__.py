@@ -1,0 +1,1 @@
+"""spaces package of tango-af (filled by later issues)."""

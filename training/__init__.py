@@ -1,0 +1,1 @@
+"""training package of tango-af (filled by later issues)."""
