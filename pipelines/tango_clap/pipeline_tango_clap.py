@@ -242,7 +242,7 @@ class TangoCLAPPipeline(DiffusionPipeline):
     def _tokenize(self, text: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         max_length = self.tokenizer.model_max_length
         if max_length is None or max_length > 100_000:  # tokenizers saved without a limit report ~1e30
-            max_length = getattr(self.text_encoder.config, "max_position_embeddings", 512)
+            max_length = 512  # what both FLAN-T5 and CLAP's RoBERTa were trained with
         inputs = self.tokenizer(text, padding="longest", max_length=max_length, truncation=True, return_tensors="pt")
         untruncated = self.tokenizer(text, padding="longest", return_tensors="pt").input_ids
         if untruncated.shape[-1] > inputs.input_ids.shape[-1]:

@@ -573,3 +573,30 @@ def test_module_is_self_contained():
     allowed |= {"diffusers", "transformers"}
     assert imported <= allowed, imported - allowed
     assert os.path.basename(inspect.getsourcefile(TangoCLAPPipeline)) == "pipeline_tango_clap.py"
+
+
+def test_push_to_hub_uploads_the_same_folder_as_save_pretrained(clap_tester, tmp_path, monkeypatch):
+    import shutil
+    from types import SimpleNamespace
+
+    import diffusers.utils.hub_utils as hub_utils
+    from huggingface_hub import ModelCard
+
+    uploaded = tmp_path / "hub"
+
+    def fake_upload_folder(repo_id, folder_path, **kwargs):
+        shutil.copytree(folder_path, uploaded / repo_id)
+
+    monkeypatch.setattr(hub_utils, "create_repo", lambda repo_id, **kwargs: SimpleNamespace(repo_id=repo_id))
+    monkeypatch.setattr(hub_utils, "load_or_create_model_card", lambda *args, **kwargs: ModelCard("---\n---\n"))
+    monkeypatch.setattr(hub_utils, "upload_folder", fake_upload_folder)
+
+    pipe = clap_tester.get_pipeline()
+    pipe.push_to_hub("org/tiny-tango")
+    folder = uploaded / "org/tiny-tango"
+    assert json.loads((folder / "model_index.json").read_text())["_class_name"] == ["pipeline", "TangoCLAPPipeline"]
+    loaded = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_allclose(
+        loaded(**clap_tester.get_inputs()).audios, pipe(**clap_tester.get_inputs()).audios, atol=1e-6
+    )
