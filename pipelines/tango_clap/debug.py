@@ -110,10 +110,11 @@ def build_debug_text_encoder(
 
 def build_debug_clap_scorer(tokenizer: PreTrainedTokenizerBase | None = None) -> dict[str, Any]:
     """
-    A tiny `ClapModel` with its tokenizer and a 1 s, 16-mel feature extractor at 48 kHz, for ranking candidates.
+    A tiny `ClapModel` with its tokenizer and a 10 s, 16-mel feature extractor at 48 kHz, for ranking candidates.
 
     The HTSAT audio tower needs `hidden_size == patch_embeds_hidden_size * 2 ** (len(depths) - 1)` and a spectrogram
-    no longer than `spec_size * (spec_size // num_mel_bins)` frames: 101 frames of 1 s fit a 64-wide, 16-mel input.
+    no longer than `spec_size * (spec_size // num_mel_bins)` frames: 1001 frames of 10 s fit a 128-wide, 16-mel
+    input. Like the real checkpoints, clips up to 10 s are padded, never randomly cropped, so scores are repeatable.
     """
     tokenizer = tokenizer if tokenizer is not None else build_debug_tokenizer("clap")
     text_config = ClapTextConfig(
@@ -127,7 +128,7 @@ def build_debug_clap_scorer(tokenizer: PreTrainedTokenizerBase | None = None) ->
         pad_token_id=tokenizer.pad_token_id,
     )
     audio_config = {
-        "spec_size": 64,
+        "spec_size": 128,
         "window_size": 4,
         "num_mel_bins": 16,
         "patch_size": 4,
@@ -145,7 +146,7 @@ def build_debug_clap_scorer(tokenizer: PreTrainedTokenizerBase | None = None) ->
         feature_size=16,
         sampling_rate=48000,
         hop_length=480,
-        max_length_s=1,
+        max_length_s=10,
         fft_window_size=1024,
         truncation="rand_trunc",
         padding="repeatpad",

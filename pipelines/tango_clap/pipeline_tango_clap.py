@@ -127,6 +127,50 @@ def resample_waveform(waveform: torch.Tensor, orig_sr: int, target_sr: int) -> t
     return torch.fft.irfft(spectrum, n=num_out, dim=-1) * (num_out / num_in)
 
 
+@torch.no_grad()
+def clap_audio_embeddings(
+    clap_model: ClapModel, feature_extractor: ClapFeatureExtractor, audios: list[np.ndarray]
+) -> torch.Tensor:
+    """
+    L2-normalised CLAP audio embeddings.
+
+    Args:
+        clap_model ([`~transformers.ClapModel`]): the CLAP model.
+        feature_extractor ([`~transformers.ClapFeatureExtractor`]): its feature extractor (fusion or `rand_trunc`).
+        audios (`list[np.ndarray]`): mono float waveforms at `feature_extractor.sampling_rate`.
+
+    Returns:
+        `torch.Tensor`: float32 `(len(audios), projection_dim)`, on the CPU.
+    """
+    rate = int(feature_extractor.sampling_rate)
+    features = feature_extractor(list(audios), sampling_rate=rate, return_tensors="pt")
+    is_longer = features.get("is_longer")
+    output = clap_model.get_audio_features(
+        input_features=features["input_features"].to(device=clap_model.device, dtype=clap_model.dtype),
+        is_longer=is_longer.to(clap_model.device) if is_longer is not None else None,
+    )
+    # transformers 5 returns an output object whose `pooler_output` is the projected embedding.
+    return F.normalize(getattr(output, "pooler_output", output).float(), dim=-1).cpu()
+
+
+@torch.no_grad()
+def clap_text_embeddings(clap_model: ClapModel, tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> torch.Tensor:
+    """
+    L2-normalised CLAP text embeddings.
+
+    Args:
+        clap_model ([`~transformers.ClapModel`]): the CLAP model.
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]): its tokenizer.
+        texts (`list[str]`): the texts.
+
+    Returns:
+        `torch.Tensor`: float32 `(len(texts), projection_dim)`, on the CPU.
+    """
+    tokens = tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt").to(clap_model.device)
+    output = clap_model.get_text_features(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask)
+    return F.normalize(getattr(output, "pooler_output", output).float(), dim=-1).cpu()
+
+
 def _pad_sequence(embeds: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pads text embeddings with zeros and their mask with 0 up to `length` tokens."""
     missing = length - embeds.shape[1]
@@ -521,22 +565,14 @@ class TangoCLAPPipeline(DiffusionPipeline):
             raise ValueError("Scoring needs `clap_model`, `clap_tokenizer` and `clap_feature_extractor`.")
         if len(text) != waveforms.shape[0]:
             raise ValueError(f"Got {len(text)} texts for {waveforms.shape[0]} waveforms.")
-        device = self.clap_model.device
         target_sr = int(self.clap_feature_extractor.sampling_rate)
         audio = resample_waveform(waveforms.cpu(), self.sampling_rate, target_sr).numpy()
-        features = self.clap_feature_extractor(list(audio), sampling_rate=target_sr, return_tensors="pt")
-        audio_out = self.clap_model.get_audio_features(
-            input_features=features["input_features"].to(device=device, dtype=self.clap_model.dtype),
-            is_longer=features.get("is_longer").to(device) if features.get("is_longer") is not None else None,
-        )
+        audio_embeds = clap_audio_embeddings(self.clap_model, self.clap_feature_extractor, list(audio))
         # Each distinct text is embedded once, however many candidates share it.
         unique = list(dict.fromkeys(text))
-        tokens = self.clap_tokenizer(unique, padding=True, truncation=True, return_tensors="pt").to(device)
-        text_out = self.clap_model.get_text_features(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask)
-        audio_embeds = F.normalize(getattr(audio_out, "pooler_output", audio_out).float(), dim=-1)
-        text_embeds = F.normalize(getattr(text_out, "pooler_output", text_out).float(), dim=-1)
-        index = torch.tensor([unique.index(t) for t in text], device=text_embeds.device)
-        return (audio_embeds * text_embeds[index]).sum(-1).cpu()
+        text_embeds = clap_text_embeddings(self.clap_model, self.clap_tokenizer, unique)
+        index = torch.tensor([unique.index(t) for t in text])
+        return (audio_embeds * text_embeds[index]).sum(-1)
 
     # ------------------------------------------------------------------ generation
 
