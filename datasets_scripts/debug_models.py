@@ -47,6 +47,8 @@ from transformers import (
 )
 from transformers.utils import logging
 
+from pipelines.tango_clap.debug import byte_level_alphabet
+
 logger = logging.get_logger(__name__)
 
 __all__ = [
@@ -130,27 +132,13 @@ _BPE_CORPUS = (
 )
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible map from the 256 byte values to printable unicode characters (byte-level BPE alphabet)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    printable += list(range(ord("®"), ord("ÿ") + 1))
-    codepoints = printable[:]
-    offset = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            codepoints.append(256 + offset)
-            offset += 1
-    return dict(zip(printable, map(chr, codepoints)))
-
-
 def _learn_byte_level_bpe(corpus: str, num_merges: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Learns byte-level BPE merges from `corpus` with a plain, deterministic implementation.
 
     Ties between equally frequent pairs are broken lexicographically, so the vocabulary never depends on hash seeds or
     library versions (a `tokenizers` trainer would work too, but its tie-breaking is not a documented contract).
     """
-    byte_map = _bytes_to_unicode()
+    byte_map = byte_level_alphabet()
     vocab = {char: index for index, char in enumerate(byte_map.values())}
     # Pre-split like GPT-2 / Qwen2 (a word keeps its leading space), then spell every word in byte-level characters.
     words = Counter(re.findall(r" ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]+|\s+", corpus))
@@ -227,12 +215,12 @@ def build_debug_qwen2_tokenizer(
     return tokenizer
 
 
-def _tiny_qwen2_text_config(tokenizer: Qwen2Tokenizer) -> Qwen2Config:
+def _tiny_qwen2_text_config(tokenizer: Qwen2Tokenizer, hidden_size: int = 32, num_layers: int = 2) -> Qwen2Config:
     return Qwen2Config(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=2048,
@@ -253,6 +241,10 @@ def _generation_config(tokenizer: Qwen2Tokenizer) -> GenerationConfig:
 
 def build_debug_audio_flamingo3(
     seed: int = 0,
+    text_hidden_size: int = 32,
+    text_layers: int = 2,
+    audio_hidden_size: int = 16,
+    audio_layers: int = 1,
 ) -> tuple[AudioFlamingo3ForConditionalGeneration, AudioFlamingo3Processor]:
     r"""Builds a tiny random Audio Flamingo 3 (model and processor) with the released checkpoint's interfaces.
 
@@ -265,6 +257,9 @@ def build_debug_audio_flamingo3(
     Args:
         seed (`int`, *optional*, defaults to 0):
             Seed of the random weights (the global torch RNG state is restored afterwards).
+        text_hidden_size, text_layers, audio_hidden_size, audio_layers (`int`, *optional*):
+            Sizes of the language model and of the audio encoder (defaults: 32 / 2 / 16 / 1); larger values give
+            the "medium" models of the benchmarks.
 
     Returns:
         `tuple[AudioFlamingo3ForConditionalGeneration, AudioFlamingo3Processor]`: the model, in eval mode, and its
@@ -276,15 +271,15 @@ def build_debug_audio_flamingo3(
 
     audio_config = AudioFlamingo3EncoderConfig(
         num_mel_bins=feature_extractor.feature_size,
-        hidden_size=16,
-        num_hidden_layers=1,
+        hidden_size=audio_hidden_size,
+        num_hidden_layers=audio_layers,
         num_attention_heads=2,
-        intermediate_size=32,
+        intermediate_size=2 * audio_hidden_size,
         max_source_positions=feature_extractor.nb_max_frames // 2,
     )
     config = AudioFlamingo3Config(
         audio_config=audio_config,
-        text_config=_tiny_qwen2_text_config(tokenizer),
+        text_config=_tiny_qwen2_text_config(tokenizer, text_hidden_size, text_layers),
         audio_token_id=processor.audio_token_id,
     )
     with torch.random.fork_rng(devices=[]):

@@ -30,19 +30,19 @@ DEBUG_MODEL_ID = "debug"
 TEXT_ENCODER_KINDS = ("clap", "t5")
 
 
-def _byte_symbols() -> list[str]:
-    """The 256 symbols byte-level BPE (GPT-2, RoBERTa) writes bytes as: printable bytes stand for themselves,
-    the others are shifted past 255 so that every byte has a visible, non-whitespace symbol."""
+def byte_level_alphabet() -> dict[int, str]:
+    """The symbols byte-level BPE (GPT-2, RoBERTa, Qwen2) writes the 256 byte values as: printable bytes stand for
+    themselves, the others are shifted past 255, so that every byte has a visible, non-whitespace symbol."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
     printable += list(range(ord("®"), ord("ÿ") + 1))
-    symbols, shift = {}, 0
+    alphabet, shift = {}, 0
     for byte in range(256):
         if byte in printable:
-            symbols[byte] = chr(byte)
+            alphabet[byte] = chr(byte)
         else:
-            symbols[byte] = chr(256 + shift)
+            alphabet[byte] = chr(256 + shift)
             shift += 1
-    return [symbols[b] for b in range(256)]
+    return alphabet
 
 
 def build_debug_tokenizer(kind: str = "clap", model_max_length: int = 64) -> PreTrainedTokenizerBase:
@@ -57,7 +57,7 @@ def build_debug_tokenizer(kind: str = "clap", model_max_length: int = 64) -> Pre
             Longest tokenized prompt; longer ones are truncated by the pipeline.
     """
     if kind == "clap":
-        vocab = {token: i for i, token in enumerate(["<s>", "<pad>", "</s>", "<unk>"] + _byte_symbols() + ["<mask>"])}
+        vocab = {token: i for i, token in enumerate(["<s>", "<pad>", "</s>", "<unk>"] + list(byte_level_alphabet().values()) + ["<mask>"])}
         return RobertaTokenizer(vocab=vocab, merges=[], model_max_length=model_max_length)
     if kind == "t5":
         words = "a an the and of with in dog cat bird car rain wind music piano guitar drum speech man woman".split()
