@@ -60,15 +60,17 @@ def load_pipeline(
         raise ValueError(f"Unknown scheduler {scheduler!r}; choose one of {sorted(SCHEDULERS)}.")
     if model == DEBUG_MODEL_ID:
         pipe = get_debug_pipeline()
+        if dtype != torch.float32:
+            pipe.to(dtype=dtype)
     else:
         if not os.path.isdir(model) and os.path.exists(model):
             raise ValueError(f"--model {model!r} is a file; give a pipeline folder or a Hub repo id.")
-        pipe = TangoCLAPPipeline.from_pretrained(model)
+        pipe = TangoCLAPPipeline.from_pretrained(model, torch_dtype=dtype)
     if SCHEDULERS[scheduler] is not None:
         scheduler_class, extra = SCHEDULERS[scheduler]
         pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config, **extra)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return pipe.to(device=device, dtype=dtype)
+    return pipe.to(device)
 
 
 def output_paths(out: Path, count: int) -> list[Path]:

@@ -67,3 +67,15 @@ def test_scheduler_swap_keeps_the_noise_schedule():
     assert pipe.scheduler.config.beta_schedule == "scaled_linear"
     with pytest.raises(ValueError, match="'euler'"):
         load_pipeline("debug", scheduler="euler")
+
+
+@pytest.mark.parametrize("source", ["debug", "folder"])
+def test_dtype_reaches_the_weights(tmp_path, source):
+    import torch
+
+    model = "debug"
+    if source == "folder":
+        model = str(tmp_path / "model")
+        get_debug_pipeline().save_pretrained(model)
+    pipe = load_pipeline(model, device="cpu", dtype=torch.bfloat16)
+    assert pipe.unet.dtype == torch.bfloat16 and pipe.vae.dtype == torch.bfloat16
