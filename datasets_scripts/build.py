@@ -177,7 +177,16 @@ class CaptionAndScore:
             return self.captioner, self.scorer
         device = _device_for(rank, self.device)
         config = self.config
-        key = (config.captioner, config.clap, device, self.dtype, config.num_captions, config.seed)
+        key = (
+            config.captioner,
+            config.clap,
+            device,
+            self.dtype,
+            config.num_captions,
+            config.seed,
+            config.max_new_tokens,
+            config.prompt,
+        )
         if key not in _MODELS:
             logger.info(f"Loading {config.captioner} and {config.clap} on {device}")
             captioner = AudioCaptioner.from_pretrained(
@@ -428,9 +437,11 @@ def build_af_audioset(
         config_path.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     (output_dir / EXCLUDED_NAME).write_text("".join(f"{i}\n" for i in excluded))
 
+    # Each machine accounts for the clips of its own units; the excluded ones are counted once, by machine 0, so
+    # that the machines' counts add up to the source.
     summary = BuildSummary(
-        clips=len(sources),
-        excluded=len(excluded),
+        clips=len(excluded) if shard_index == 0 else 0,
+        excluded=len(excluded) if shard_index == 0 else 0,
         workers=num_proc or 1,
         device=_device_for(None, device) if isinstance(captioner, str) else str(captioner.device),
     )
@@ -439,6 +450,7 @@ def build_af_audioset(
         shard_path = output_dir / DATA_DIR / unit_file_name(unit, num_units)
         failures_path = output_dir / FAILURES_DIR / f"{unit:05d}.jsonl"
         unit_sources = kept[unit * unit_size : (unit + 1) * unit_size]
+        summary.clips += len(unit_sources)
         if failures_path.exists():
             summary.units_skipped += 1
             rows, failures = _read_unit(shard_path, failures_path)

@@ -223,8 +223,13 @@ def test_resume_with_other_settings_is_refused(models, audio_dir, built, tmp_pat
 
 
 def test_machines_split_then_merge(models, audio_dir, built, tmp_path):
-    for index in range(2):
+    parts = [
         build(models, audio_dir, tmp_path / f"m{index}", exclude_ids={"g_chirp5s"}, num_shards=2, shard_index=index)
+        for index in range(2)
+    ]
+    for part in parts:
+        assert part.captioned_clips + part.failed_clips + part.excluded == part.clips
+    assert sum(part.clips for part in parts) == 7
     assert not (tmp_path / "m0" / "README.md").exists()
     with pytest.raises(ValueError, match=r"missing units \[1\]"):
         merge_shards([tmp_path / "m0"], tmp_path / "merged")
@@ -272,7 +277,7 @@ def test_released_import(models, audio_dir, tmp_path):
     assert json.loads((tmp_path / "scored" / "failures.jsonl").read_text())["reason"] == "silent"
 
 
-def test_cli_build(models, audio_dir, tmp_path, capsys):
+def test_cli_build(models, audio_dir, built, tmp_path, capsys):
     exclude = tmp_path / "audiocaps_test.csv"
     exclude.write_text("audiocap_id,youtube_id,start_time,caption\n1,b_noise25s,0,noise\n2,c_tone12s48k,0,tone\n3,g_chirp5s,0,x\n")
     argv = ["build", "--audio-dir", str(audio_dir), "--output", str(tmp_path / "cli"), "--captioner", models["captioner"], "--clap", models["clap"]]
@@ -281,6 +286,9 @@ def test_cli_build(models, audio_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "7 clips: 1 captioned" in printed and "3 excluded" in printed
     assert pq.read_table(tmp_path / "cli" / "data" / "train-00000-of-00001.parquet").num_rows == 2
+    # A build with other settings in the same process must not reuse the models (and limits) of an earlier one.
+    loaded = [captioner for captioner, _ in build_module._MODELS.values()]
+    assert any(c.max_new_tokens == 4 for c in loaded) and any(c.max_new_tokens == 6 for c in loaded)
     with pytest.raises(SystemExit, match="exactly one source"):
         cli_main(["build", "--output", str(tmp_path / "x")])
 
