@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -369,40 +368,6 @@ class AudioCaptioner:
             inputs["attention_mask"] = torch.cat([mask.new_zeros((mask.shape[0], extra)), mask], dim=1)
         return inputs
 
-    def _audio_windows_per_clip(self, audios: Sequence[np.ndarray]) -> list[int]:
-        """Feature rows each clip contributes to `input_features` (AF3 cuts audio into 30 s windows)."""
-        if not isinstance(self.processor, AudioFlamingo3Processor):
-            return [1] * len(audios)
-        feature_extractor = self.processor.feature_extractor
-        window = int(CAPTIONER_SAMPLING_RATE * feature_extractor.chunk_length)
-        max_windows = int(self.processor.max_audio_len // feature_extractor.chunk_length)
-        return [min(max(1, math.ceil(len(audio) / window)), max_windows) for audio in audios]
-
-    def _expand(self, inputs: BatchFeature, windows_per_clip: list[int]) -> dict[str, torch.Tensor]:
-        """Repeats each clip's rows `num_captions` times, in clip order (rows of clip i: i*n ... i*n + n - 1)."""
-        num_clips, n = len(windows_per_clip), self.num_captions
-        starts = np.cumsum([0] + windows_per_clip[:-1])
-        window_index = torch.tensor(
-            [start + w for start, count in zip(starts, windows_per_clip) for _ in range(n) for w in range(count)],
-            dtype=torch.long,
-        )
-        num_windows = sum(windows_per_clip)
-        expanded = {}
-        for name, value in inputs.items():
-            if not isinstance(value, torch.Tensor):
-                expanded[name] = value
-            elif name in ("input_features", "input_features_mask") and num_windows != num_clips:
-                # AF3 stacks the windows of all clips; repeat each clip's block of windows.
-                expanded[name] = value.index_select(0, window_index)
-            elif value.shape[0] == num_clips:
-                expanded[name] = value.repeat_interleave(n, dim=0)
-            else:
-                raise ValueError(f"Cannot expand processor output {name!r} of shape {tuple(value.shape)}.")
-            expanded[name] = expanded[name].to(self.device)
-        if "input_features" in expanded and expanded["input_features"].is_floating_point():
-            expanded["input_features"] = expanded["input_features"].to(self.model.dtype)
-        return expanded
-
     def _generation_config(self) -> GenerationConfig:
         checkpoint = self.model.generation_config
         return GenerationConfig(
@@ -442,10 +407,24 @@ class AudioCaptioner:
         if len(clip_keys) != len(audios):
             raise ValueError(f"Got {len(clip_keys)} clip keys but {len(audios)} audios; they must match 1:1.")
         audios = [_as_mono_float32(audio) for audio in audios]
-        inputs = self.prepare_inputs(audios)
-        expanded = self._expand(inputs, self._audio_windows_per_clip(audios))
+        inputs = {
+            name: value.to(self.device) if isinstance(value, torch.Tensor) else value
+            for name, value in self.prepare_inputs(audios).items()
+        }
+        if "input_features" in inputs and inputs["input_features"].is_floating_point():
+            inputs["input_features"] = inputs["input_features"].to(self.model.dtype)
+        input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
+        n = self.num_captions
 
-        # Row r of the expanded batch is caption r % n of clip r // n: its generator is seeded accordingly.
+        # The audio encoder and the prompt's prefill (hundreds of audio tokens) run once per clip, not once per
+        # sample: the prompt but its last token is encoded at the clips' batch size, the resulting KV cache is
+        # repeated for the clip's `n` samples, and `generate` goes on from the last prompt token (text, never an
+        # audio token) for all `n` rows. The rows see exactly the keys and values they would have computed.
+        prefix = dict(inputs, input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1])
+        cache = self.model(**prefix, use_cache=True).past_key_values
+        cache.batch_repeat_interleave(n)
+
+        # Row r of the generated batch is caption r % n of clip r // n: its generator is seeded accordingly.
         generators = []
         for key in clip_keys:
             for sample_index in range(self.num_captions):
@@ -460,12 +439,16 @@ class AudioCaptioner:
                 GumbelSamplingProcessor(generators),
             ]
         )
-        prompt_length = expanded["input_ids"].shape[1]
+        prompt_length = input_ids.shape[1]
         logger.debug(
             f"Captioning {len(clip_keys)} clips x {self.num_captions} captions ({prompt_length}-token prompts)."
         )
         sequences = self.model.generate(
-            **expanded, generation_config=self._generation_config(), logits_processor=logits_processor
+            input_ids=input_ids.repeat_interleave(n, dim=0),
+            attention_mask=attention_mask.repeat_interleave(n, dim=0),
+            past_key_values=cache,
+            generation_config=self._generation_config(),
+            logits_processor=logits_processor,
         )
         return sequences[:, prompt_length:].cpu()
 
