@@ -287,16 +287,20 @@ class TangoCLAPPipeline(DiffusionPipeline):
         max_length = self.tokenizer.model_max_length
         if max_length is None or max_length > 100_000:  # tokenizers saved without a limit report ~1e30
             max_length = 512  # what both FLAN-T5 and CLAP's RoBERTa were trained with
-        inputs = self.tokenizer(text, padding="longest", max_length=max_length, truncation=True, return_tensors="pt")
-        untruncated = self.tokenizer(text, padding="longest", return_tensors="pt").input_ids
-        if untruncated.shape[-1] > inputs.input_ids.shape[-1]:
-            for row, full in zip(inputs.input_ids, untruncated):
-                if full.ne(self.tokenizer.pad_token_id).sum() > row.ne(self.tokenizer.pad_token_id).sum():
-                    removed = self.tokenizer.batch_decode(full[max_length - 1 :].unsqueeze(0))[0]
+        inputs = self.tokenizer(text, padding="longest", return_tensors="pt")
+        if inputs.input_ids.shape[-1] > max_length:
+            # Rare: only then is the text tokenized a second time, truncated, and what was cut named.
+            lengths = inputs.attention_mask.sum(-1).tolist()
+            for full, length in zip(inputs.input_ids, lengths):
+                if length > max_length:
+                    removed = self.tokenizer.decode(full[max_length - 1 : length], skip_special_tokens=True)
                     logger.warning(
                         f"A prompt was truncated to the text encoder's {max_length} tokens; this part was removed: "
                         f"{removed!r}"
                     )
+            inputs = self.tokenizer(
+                text, padding="longest", max_length=max_length, truncation=True, return_tensors="pt"
+            )
         return inputs.input_ids, inputs.attention_mask
 
     @torch.no_grad()
