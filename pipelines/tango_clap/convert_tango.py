@@ -54,6 +54,7 @@ from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 from diffusers.utils import logging
 from transformers import AutoConfig, AutoTokenizer, SpeechT5HifiGan, SpeechT5HifiGanConfig, T5Config, T5EncoderModel
 
+from ..checkpoints import KEYS_SHOWN, load_state_dict_file
 from .architectures import AUDIOLDM_VAE_CONFIG, HIFIGAN_16K_64_CONFIG, build_scheduler, tango_unet_config
 from .pipeline_tango_clap import TangoCLAPPipeline
 
@@ -81,47 +82,9 @@ PREDICTION_TYPES = ("v_prediction", "epsilon")
 # Tango's `AudioDiffusion` trains with SD-2.1's scheduler config (`architectures.SD21_SCHEDULER_CONFIG`).
 SD21_SCHEDULER_NAME = "stabilityai/stable-diffusion-2-1"
 
-# How many offending keys an error message lists.
-_KEYS_SHOWN = 8
 
 
 # ---------------------------------------------------------------------------------------------------- reading
-
-
-def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """
-    Reads a state dict of plain tensors, refusing any pickle that holds something else.
-
-    Args:
-        path (`str` or `os.PathLike`):
-            A `.safetensors` file, or a `.bin` / `.pt` / `.ckpt` pickle read with `torch.load(weights_only=True)`.
-
-    Returns:
-        `dict[str, torch.Tensor]`: the tensors by name, on the CPU.
-
-    Raises:
-        `ValueError`: when the file cannot be read as plain tensors (never retried with `weights_only=False`), or
-            when it holds something other than a flat mapping of names to tensors.
-    """
-    path = os.fspath(path)
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path, device="cpu")
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError, RuntimeError, ... depending on the content
-        raise ValueError(
-            f"Refusing to load {path!r}: it cannot be read with `torch.load(weights_only=True)` ({err}). Only "
-            "pickles of plain tensors are accepted; convert the file to safetensors in a trusted environment "
-            "if you trust its origin."
-        ) from err
-    if not isinstance(state_dict, Mapping):
-        raise ValueError(f"{path!r} holds a {type(state_dict).__name__}, not a state dict of tensors.")
-    bad = [str(k) for k, v in state_dict.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise ValueError(f"{path!r} holds entries that are not named tensors: {bad[:_KEYS_SHOWN]}.")
-    return dict(state_dict)
 
 
 def _weights_file(folder: str, bin_name: str) -> str:
@@ -189,7 +152,7 @@ def split_main_state_dict(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict,
             other.append(key)
     if other:
         raise ValueError(
-            f"Unexpected keys in the main state dict (neither `unet.` nor `text_encoder.`): {other[:_KEYS_SHOWN]}."
+            f"Unexpected keys in the main state dict (neither `unet.` nor `text_encoder.`): {other[:KEYS_SHOWN]}."
         )
     if not unet or not text_encoder:
         raise ValueError(
@@ -242,8 +205,8 @@ def load_strict(
         parts = []
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatches", mismatched)):
             if keys:
-                more = f" (+{len(keys) - _KEYS_SHOWN} more)" if len(keys) > _KEYS_SHOWN else ""
-                parts.append(f"{len(keys)} {label}: {keys[:_KEYS_SHOWN]}{more}")
+                more = f" (+{len(keys) - KEYS_SHOWN} more)" if len(keys) > KEYS_SHOWN else ""
+                parts.append(f"{len(keys)} {label}: {keys[:KEYS_SHOWN]}{more}")
         raise ValueError(f"The {name} weights do not match its config; " + "; ".join(parts) + ".")
     module.load_state_dict(state_dict, strict=False)
 
@@ -349,8 +312,8 @@ def convert_vae(ldm_state_dict: Mapping[str, torch.Tensor], vae_config: Mapping[
     used = {t.untyped_storage().data_ptr() for t in converted.values()}
     left = sorted(k for k, t in ldm_state_dict.items() if t.untyped_storage().data_ptr() not in used)
     if left:
-        more = f" (+{len(left) - _KEYS_SHOWN} more)" if len(left) > _KEYS_SHOWN else ""
-        raise ValueError(f"{len(left)} VAE weights have no diffusers name: {left[:_KEYS_SHOWN]}{more}.")
+        more = f" (+{len(left) - KEYS_SHOWN} more)" if len(left) > KEYS_SHOWN else ""
+        raise ValueError(f"{len(left)} VAE weights have no diffusers name: {left[:KEYS_SHOWN]}{more}.")
     vae = AutoencoderKL(**config)
     load_strict(vae, converted, "VAE")
     return vae.eval()

@@ -108,9 +108,13 @@ def build_debug_text_encoder(
     raise ValueError(f"Unknown debug text encoder kind {kind!r}; expected one of {TEXT_ENCODER_KINDS}.")
 
 
-def build_debug_clap_scorer(tokenizer: PreTrainedTokenizerBase | None = None) -> dict[str, Any]:
+def build_debug_clap_scorer(
+    tokenizer: PreTrainedTokenizerBase | None = None, enable_fusion: bool = False
+) -> dict[str, Any]:
     """
     A tiny `ClapModel` with its tokenizer and a 10 s, 16-mel feature extractor at 48 kHz, for ranking candidates.
+    `enable_fusion=True` gives a fused HTSAT (the architecture of `630k-audioset-fusion-best.pt`) with a `fusion`
+    feature extractor, `False` an unfused one with `rand_trunc`.
 
     The HTSAT audio tower needs `hidden_size == patch_embeds_hidden_size * 2 ** (len(depths) - 1)` and a spectrogram
     no longer than `spec_size * (spec_size // num_mel_bins)` frames: 1001 frames of 10 s fit a 128-wide, 16-mel
@@ -139,7 +143,7 @@ def build_debug_clap_scorer(tokenizer: PreTrainedTokenizerBase | None = None) ->
         "num_attention_heads": [2, 2],
         "num_hidden_layers": 2,
         "projection_dim": 16,
-        "enable_fusion": False,
+        "enable_fusion": enable_fusion,
     }
     model = ClapModel(ClapConfig(text_config=text_config.to_dict(), audio_config=audio_config, projection_dim=16))
     feature_extractor = ClapFeatureExtractor(
@@ -148,7 +152,7 @@ def build_debug_clap_scorer(tokenizer: PreTrainedTokenizerBase | None = None) ->
         hop_length=480,
         max_length_s=10,
         fft_window_size=1024,
-        truncation="rand_trunc",
+        truncation="fusion" if enable_fusion else "rand_trunc",
         padding="repeatpad",
     )
     return {"clap_model": model.eval(), "clap_tokenizer": tokenizer, "clap_feature_extractor": feature_extractor}

@@ -127,12 +127,115 @@ def resample_waveform(waveform: torch.Tensor, orig_sr: int, target_sr: int) -> t
     return torch.fft.irfft(spectrum, n=num_out, dim=-1) * (num_out / num_in)
 
 
+# LAION-CLAP's text length: laion_clap tokenizes with `max_length=77` (`laion_clap/hook.py`, `CLAP_Module.tokenizer`).
+CLAP_TEXT_MAX_LENGTH = 77
+
+
+def int16_round_trip(audio: np.ndarray) -> np.ndarray:
+    """
+    laion_clap's quantisation of every clip before embedding it (`float32_to_int16` then `int16_to_float32` in
+    `laion_clap/training/data.py`): clip to [-1, 1], scale by 32767, truncate to int16, scale back.
+    """
+    quantised = (np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)
+    return (quantised / 32767.0).astype(np.float32)
+
+
+def _pad_to_window(audio: np.ndarray, length: int, padding: str) -> np.ndarray:
+    """laion_clap's `data_filling` for a clip shorter than the window (`repeatpad`, `repeat` or `pad`)."""
+    if len(audio) >= length:
+        return audio
+    if padding == "repeatpad":
+        audio = np.tile(audio, length // len(audio))
+    elif padding == "repeat":
+        audio = np.tile(audio, length // len(audio) + 1)[:length]
+    elif padding != "pad":
+        raise ValueError(f"Unknown CLAP padding {padding!r}; expected 'repeatpad', 'repeat' or 'pad'.")
+    return np.pad(audio, (0, length - len(audio)))
+
+
+def _fused_clap_features(feature_extractor: ClapFeatureExtractor, clip: np.ndarray) -> tuple[np.ndarray, bool]:
+    """
+    The 4-channel input of a fused CLAP and its "longer" flag, following laion_clap's `get_audio_features` with
+    `data_truncating="fusion"` step by step, random draws included (three crop starts, then the waveform crop that
+    fused models do not use), so that seeding NumPy alike gives laion_clap's crops.
+    """
+    from transformers.audio_utils import spectrogram, window_function
+
+    window, hop = int(feature_extractor.nb_max_samples), int(feature_extractor.hop_length)
+
+    def log_mel(audio: np.ndarray) -> np.ndarray:
+        return spectrogram(
+            np.asarray(audio, dtype=np.float64),
+            window_function(feature_extractor.fft_window_size, "hann"),
+            frame_length=feature_extractor.fft_window_size,
+            hop_length=hop,
+            power=2.0,
+            mel_filters=feature_extractor.mel_filters,  # torchaudio's defaults (HTK scale, no norm), as laion_clap
+            log_mel="dB",
+        ).T
+
+    if len(clip) <= window:
+        mel = log_mel(_pad_to_window(clip, window, feature_extractor.padding))
+        return np.stack([mel] * 4), False
+    mel = log_mel(clip)
+    chunk_frames, total_frames = window // hop + 1, mel.shape[0]
+    longer = chunk_frames != total_frames
+    if longer:
+        ranges = np.array_split(np.arange(total_frames - chunk_frames + 1), 3)
+        starts = [np.random.choice(r if len(r) else [0]) for r in ranges]
+        crops = [mel[start : start + chunk_frames] for start in starts]
+        # torchvision's `Resize` (bilinear, antialias=True since 0.17), which laion_clap uses for this channel.
+        shrunk = F.interpolate(
+            torch.from_numpy(mel)[None, None],
+            size=[chunk_frames, mel.shape[1]],
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )[0, 0].numpy()
+        features = np.stack([shrunk, *crops])
+    else:  # just past the window but no more frames: the whole clip, four times
+        features = np.stack([mel] * 4)
+    np.random.randint(0, len(clip) - window + 1)  # laion_clap's waveform crop, drawn though unused
+    return features, longer
+
+
+def clap_audio_features(
+    feature_extractor: ClapFeatureExtractor, audios: list[np.ndarray]
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """
+    CLAP's input features for `audios`, exactly as laion_clap's `get_audio_embedding_from_data` prepares them:
+    every clip goes through laion_clap's int16 round trip first.
+
+    For `truncation="fusion"` the features are computed here rather than by transformers' `ClapFeatureExtractor`,
+    which differs from laion_clap's inference in two ways: it marks one random clip of a batch as "longer" when none
+    is (a training-time rule that laion_clap's HTSAT skips in eval mode), so that clip's embedding depended on its
+    batch; and it shrinks the whole-clip channel of a long clip without antialiasing (and only for 64 mel bins),
+    where laion_clap's `torchvision.transforms.Resize` antialiases. `rand_trunc` clips go through the extractor,
+    which matches laion_clap.
+
+    Args:
+        feature_extractor ([`~transformers.ClapFeatureExtractor`]): fusion or `rand_trunc`; its settings (rate,
+            window, hop, mel filters, padding) are used.
+        audios (`list[np.ndarray]`): mono float waveforms at `feature_extractor.sampling_rate`.
+
+    Returns:
+        `tuple[torch.Tensor, torch.Tensor | None]`: `input_features` and, for fusion, `is_longer` `(batch, 1)`.
+    """
+    clips = [int16_round_trip(audio) for audio in audios]
+    if feature_extractor.truncation != "fusion":
+        rate = int(feature_extractor.sampling_rate)
+        return feature_extractor(clips, sampling_rate=rate, return_tensors="pt")["input_features"], None
+    features, longer = zip(*(_fused_clap_features(feature_extractor, clip) for clip in clips))
+    return torch.from_numpy(np.stack(features)).float(), torch.tensor(longer, dtype=torch.bool)[:, None]
+
+
 @torch.no_grad()
 def clap_audio_embeddings(
     clap_model: ClapModel, feature_extractor: ClapFeatureExtractor, audios: list[np.ndarray]
 ) -> torch.Tensor:
     """
-    L2-normalised CLAP audio embeddings.
+    L2-normalised CLAP audio embeddings, equal to laion_clap's `get_audio_embedding_from_data` for converted
+    LAION-CLAP weights (see [`clap_audio_features`]); each clip's embedding is independent of its batch.
 
     Args:
         clap_model ([`~transformers.ClapModel`]): the CLAP model.
@@ -142,11 +245,9 @@ def clap_audio_embeddings(
     Returns:
         `torch.Tensor`: float32 `(len(audios), projection_dim)`, on the CPU.
     """
-    rate = int(feature_extractor.sampling_rate)
-    features = feature_extractor(list(audios), sampling_rate=rate, return_tensors="pt")
-    is_longer = features.get("is_longer")
+    input_features, is_longer = clap_audio_features(feature_extractor, audios)
     output = clap_model.get_audio_features(
-        input_features=features["input_features"].to(device=clap_model.device, dtype=clap_model.dtype),
+        input_features=input_features.to(device=clap_model.device, dtype=clap_model.dtype),
         is_longer=is_longer.to(clap_model.device) if is_longer is not None else None,
     )
     # transformers 5 returns an output object whose `pooler_output` is the projected embedding.
@@ -161,12 +262,15 @@ def clap_text_embeddings(clap_model: ClapModel, tokenizer: PreTrainedTokenizerBa
     Args:
         clap_model ([`~transformers.ClapModel`]): the CLAP model.
         tokenizer ([`~transformers.PreTrainedTokenizerBase`]): its tokenizer.
-        texts (`list[str]`): the texts.
+        texts (`list[str]`): the texts, each cut to [`CLAP_TEXT_MAX_LENGTH`] tokens as laion_clap does (or to the
+            tokenizer's `model_max_length` if shorter).
 
     Returns:
         `torch.Tensor`: float32 `(len(texts), projection_dim)`, on the CPU.
     """
-    tokens = tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt").to(clap_model.device)
+    max_length = min(CLAP_TEXT_MAX_LENGTH, tokenizer.model_max_length)
+    tokens = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    tokens = tokens.to(clap_model.device)
     output = clap_model.get_text_features(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask)
     return F.normalize(getattr(output, "pooler_output", output).float(), dim=-1).cpu()
 

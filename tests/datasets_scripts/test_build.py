@@ -123,7 +123,9 @@ def test_similarities_equal_a_direct_clap_computation(built, models, audio_dir):
     tokenizer = AutoTokenizer.from_pretrained(models["clap"])
     extractor = ClapFeatureExtractor.from_pretrained(models["clap"])
     audio, rate = sf.read(audio_dir / "c_tone12s48k.wav", dtype="float32")
-    features = extractor([audio[: 10 * rate]], sampling_rate=rate, return_tensors="pt")
+    # laion_clap quantises every clip to int16 and back before embedding it.
+    audio = ((np.clip(audio[: 10 * rate], -1, 1) * 32767.0).astype(np.int16) / 32767.0).astype(np.float32)
+    features = extractor([audio], sampling_rate=rate, return_tensors="pt")
     tokens = tokenizer(list(window["caption"]), padding=True, return_tensors="pt")
     with torch.no_grad():
         audio_embeds = model.get_audio_features(**features).pooler_output
