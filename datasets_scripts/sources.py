@@ -71,7 +71,8 @@ class _DatasetRowLoader:
             ) from error
         if value is None:
             raise ClipError(UNREADABLE, f"row {self.index}: no audio")
-        if value.get("bytes"):
+        # `save_to_disk` embeds a zero-byte file as b"": that is an empty clip, not a missing one.
+        if value.get("bytes") is not None:
             return decode_audio(value["bytes"])
         if value.get("path"):
             return decode_audio(value["path"])

@@ -40,6 +40,23 @@ TANGO_UNET_CONFIG: dict[str, Any] = {
     "upcast_attention": True,
 }
 
+# UNet sizes for training from scratch, as overrides of TANGO_UNET_CONFIG. "tango" is the paper's 866M model; the
+# smaller ones keep its layout and heads and narrow the channels, for laptop-scale runs and ablations (this
+# project's choice, not from the paper). The "debug" size is what the tests train.
+TANGO_UNET_SIZES: dict[str, dict[str, Any]] = {
+    "tango": {},
+    "tango-small": {"block_out_channels": [160, 320, 640, 640]},
+    "tango-tiny": {"block_out_channels": [64, 128, 256, 256], "attention_head_dim": [2, 4, 8, 8]},
+    "debug": {
+        "block_out_channels": [32, 64],
+        "attention_head_dim": [2, 4],
+        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+        "layers_per_block": 1,
+        "norm_num_groups": 32,
+    },
+}
+
 # Text encoder widths that set the UNet's `cross_attention_dim` (hidden size of the last hidden state).
 TEXT_ENCODER_WIDTHS: dict[str, int] = {
     "google/flan-t5-large": 1024,
