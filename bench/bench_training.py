@@ -79,12 +79,13 @@ CAPTIONS = [
 ]
 # Per process, beyond this resident size the measured child stops itself (the machine has 24 GiB in all).
 DEFAULT_MEMORY_LIMIT_GIB = 20.0
-CONFIGS = [  # (data path, gradient checkpointing); on-the-fly without checkpointing is the baseline
-    ("on-the-fly", False),
-    ("pre-computed", False),
-    ("on-the-fly", True),
-    ("pre-computed", True),
-]
+# (data path, gradient checkpointing) by name; on-the-fly without checkpointing is the baseline of the speed ratios.
+CONFIGS: dict[str, tuple[str, bool]] = {
+    "otf": ("on-the-fly", False),
+    "pre": ("pre-computed", False),
+    "otf-ckpt": ("on-the-fly", True),
+    "pre-ckpt": ("pre-computed", True),
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -119,6 +120,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_MEMORY_LIMIT_GIB,
         help="a configuration whose process would exceed this resident size is skipped or stopped "
         f"(default: {DEFAULT_MEMORY_LIMIT_GIB})",
+    )
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        choices=tuple(CONFIGS),
+        default=list(CONFIGS),
+        help="configurations measured for each size: on-the-fly / pre-computed, without / with gradient "
+        "checkpointing (default: all four)",
     )
     parser.add_argument("--_one", default=None, help=argparse.SUPPRESS)  # internal: SIZE:BATCH:DATA:CKPT
     args = parser.parse_args(argv)
@@ -340,6 +349,9 @@ def run_one(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         "build_s": build_s,
         "losses": state["loss"],
         "loss_finite": all(math.isfinite(v) for v in state["loss"]),
+        # Shares of the machine's CPU time during this configuration's process (build + steps): other processes
+        # on a 2-core machine slow a 2-thread torch step down far more than their share.
+        "cpu_contention": common.cpu_contention(),
     }
 
 
@@ -416,6 +428,8 @@ def run_configuration(args: argparse.Namespace, size: str, batch: int, data: str
         reason = (
             f"stopped by the memory guard above {fmt_bytes(limit)}"
             if proc.returncode == MemoryGuard.EXIT_CODE
+            else f"stopped by signal {-proc.returncode}"
+            if proc.returncode < 0
             else f"failed with exit code {proc.returncode}"
         )
         print(f"{label}: {reason}", flush=True)
@@ -448,13 +462,14 @@ def build_table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "peak memory",
         "peak above start (x ckpt off)",
         "step transient (x ckpt off)",
+        "CPU taken by other processes",
     ]
     index = {(r["size"], r["batch"], r["data"], r["gradient_checkpointing"]): r for r in results}
     rows = []
     for r in results:
         name = f"{r['size']}, {r['batch']}: {r['data']}, ckpt {'on' if r['gradient_checkpointing'] else 'off'}"
         if "error" in r:
-            rows.append([name, r["error"], "", "", "", "", ""])
+            rows.append([name, r["error"], "", "", "", "", "", ""])
             continue
         steps = len(r["step"]["samples_s"])
         speed_base = index.get((r["size"], r["batch"], "on-the-fly", r["gradient_checkpointing"]))
@@ -470,6 +485,8 @@ def build_table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         encode = "-"
         if r["encode_median_s"] is not None:
             encode = f"{fmt_seconds(r['encode_median_s'])} ({100 * r['encode_median_s'] / r['step']['median_s']:.0f}%)"
+        contention = r.get("cpu_contention")
+        others = "n/a" if not contention else f"{100 * contention['others_share']:.0f}%"
         rows.append(
             [
                 name,
@@ -479,6 +496,7 @@ def build_table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
                 fmt_bytes(r["peak_bytes"]),
                 above,
                 transient,
+                others,
             ]
         )
     return markdown_table(headers, rows)
@@ -507,7 +525,8 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for spec in args.sizes:
         size, _, batch = spec.partition(":")
-        for data, ckpt in CONFIGS:
+        for config in args.configs:
+            data, ckpt = CONFIGS[config]
             results.append(run_configuration(args, size, int(batch), data, ckpt))
     total_s = time.perf_counter() - run_start
 
@@ -552,6 +571,10 @@ def main(argv: list[str] | None = None) -> None:
             "checkpointing off with the same data path."
         ),
         f"Memory: {done[0]['memory_steps']['method']}." if done else "Memory: no configuration completed.",
+        (
+            "CPU taken by other processes: their share of all cores' time while that configuration's process ran "
+            "(50% = one of 2 cores); a 2-thread torch step slows down by much more than that share."
+        ),
         f"Whole run: {fmt_seconds(total_s)}.",
     ]
     if args.quick:

@@ -43,14 +43,13 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import transformers
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import DistributedType, ProjectConfiguration, set_seed
 from diffusers import UNet2DConditionModel
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
@@ -357,6 +356,10 @@ def main(argv: list[str] | None = None, lora: bool = False) -> None:
         ),
         cpu=args.cpu,
     )
+    if args.use_ema and accelerator.distributed_type == DistributedType.FSDP:
+        raise ValueError(
+            "--use_ema keeps a whole copy of the weights per process: not supported with FSDP (use DDP or ZeRO-2)."
+        )
     if accelerator.is_local_main_process:
         transformers.utils.logging.set_verbosity_warning()
     else:

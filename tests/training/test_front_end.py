@@ -28,6 +28,19 @@ from training.front_end import (
 )
 
 
+def reference_mel_filters() -> np.ndarray:
+    """librosa's default mel filters for Tango (slaney scale and norm, 64 mels to 8 kHz), from transformers."""
+    return mel_filter_bank(
+        num_frequency_bins=513,
+        num_mel_filters=64,
+        min_frequency=0,
+        max_frequency=8000,
+        sampling_rate=16000,
+        norm="slaney",
+        mel_scale="slaney",
+    )
+
+
 def tone(frequency, seconds, rate=SAMPLING_RATE, amplitude=0.5, phase=0.0):
     t = np.arange(round(seconds * rate)) / rate
     return (amplitude * np.sin(2 * np.pi * frequency * t + phase)).astype(np.float32)
@@ -42,15 +55,7 @@ def reference_log_mel(audio: np.ndarray) -> np.ndarray:
     frames = np.stack([padded[s : s + 1024] for s in starts])
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(1024) / 1024)
     magnitude = np.abs(np.fft.rfft(frames * window, axis=-1))
-    filters = mel_filter_bank(
-        num_frequency_bins=513,
-        num_mel_filters=64,
-        min_frequency=0,
-        max_frequency=8000,
-        sampling_rate=16000,
-        norm="slaney",
-        mel_scale="slaney",
-    )
+    filters = reference_mel_filters()
     return np.log(np.maximum(magnitude @ filters, 1e-5))
 
 
@@ -98,15 +103,7 @@ def test_mel_full_length_shape_padding_and_dtypes(mel):
 
 
 def test_mel_tone_lands_in_its_band_and_silence_is_the_floor(mel):
-    filters = mel_filter_bank(
-        num_frequency_bins=513,
-        num_mel_filters=64,
-        min_frequency=0,
-        max_frequency=8000,
-        sampling_rate=16000,
-        norm="slaney",
-        mel_scale="slaney",
-    )
+    filters = reference_mel_filters()
     for frequency in (1000.0, 4000.0):
         log_mel = mel(torch.from_numpy(tone(frequency, 1.0))[None])[0]
         expected_bin = int(np.argmax(filters[round(frequency / (16000 / 1024))]))

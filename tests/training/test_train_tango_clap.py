@@ -133,7 +133,7 @@ def full_run(workspace):
     extra = ["--use_ema", "--mixup", "--mixup_items", "1", "--noise_offset", "0.05", "--snr_gamma", "5"]
     extra += ["--checkpointing_steps", "2", "--checkpoints_total_limit", "2", "--validation_prompts", "a low hum"]
     extra += ["--validation_steps", "4", "--validation_inference_steps", "2"]
-    launch(SCRIPT, tester.args(base, manifest, output, 8, *extra))
+    launch(SCRIPT, tester.args(base, manifest, output, 8, *extra, "--report_to", "tensorboard"))
     return output, extra
 
 
@@ -144,6 +144,17 @@ def test_checkpoint_limit_prunes(full_run):
     for name in ("unet", "unet_ema"):
         assert (output / "checkpoint-8" / name / "config.json").is_file()
     assert (output / "validation" / "step-4" / "00.wav").is_file()
+
+
+def test_validation_audio_mels_and_losses_reach_tensorboard(full_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    output, _ = full_run
+    events = EventAccumulator(str(next((output / "logs").rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    tags = events.Tags()
+    assert "validation/00" in tags["audio"] and "validation/00_mel" in tags["images"]
+    assert [event.step for event in events.Scalars("loss")] == list(range(1, 9))
 
 
 def test_final_pipeline_holds_the_ema_weights_and_generates(full_run):
@@ -275,6 +286,31 @@ def test_a_killed_precompute_job_continues_after_its_last_whole_shard(workspace,
         torch.testing.assert_close(again[i]["latent_mean"], whole[i]["latent_mean"])
 
 
+def test_push_to_hub_uploads_the_final_folder(workspace, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from training.train_tango_clap import main
+
+    base, manifest, _ = workspace
+    calls = {}
+
+    class Repo:
+        repo_id = "someone/tango-ft"
+
+    monkeypatch.setattr(huggingface_hub, "create_repo", lambda repo_id, **kwargs: Repo())
+
+    def upload_folder(**kwargs):
+        calls.update(kwargs, files=sorted(p.name for p in Path(kwargs["folder_path"]).iterdir()))
+
+    monkeypatch.setattr(huggingface_hub, "upload_folder", upload_folder)
+    output = tmp_path / "pushed"
+    main(tester.args(base, manifest, output, 2, "--push_to_hub", "--hub_model_id", "someone/tango-ft", "--cpu"))
+
+    assert calls["repo_id"] == "someone/tango-ft" and Path(calls["folder_path"]) == output
+    assert {"model_index.json", "pipeline.py", "README.md", "unet"} <= set(calls["files"])
+    assert "checkpoint-*" in calls["ignore_patterns"]
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -299,3 +335,17 @@ def test_a_clip_length_that_does_not_fill_latent_frames_is_refused(workspace):
     pipe = build_pipeline(str(base))
     with pytest.raises(ValueError, match=r"1\.0 s gives 100 mel frames.*multiple of 8"):
         frames_for(pipe, 1.0)
+
+
+def test_bf16_gradient_checkpointing_and_accumulation(workspace):
+    base, manifest, root = workspace
+    output = root / "bf16"
+    extra = ["--mixed_precision", "bf16", "--gradient_checkpointing", "--gradient_accumulation_steps", "2"]
+    extra += ["--lr_scheduler", "cosine", "--lr_warmup_steps", "1"]
+    launch(SCRIPT, tester.args(base, manifest, output, 3, *extra))
+
+    rows = [json.loads(line) for line in (output / "train_log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2, 3]  # optimisation steps, each of two batches
+    assert rows[0]["lr"] == pytest.approx(1e-3) and rows[-1]["lr"] == pytest.approx(0.0)  # warm-up, then cosine
+    weights = load_file(output / "unet" / "diffusion_pytorch_model.safetensors")
+    assert all(t.dtype == torch.float32 for t in weights.values())  # saved as loaded, not in bf16
