@@ -20,7 +20,8 @@ RoBERTa-base's sizes (768 wide, 12 layers, 12 heads) with the byte-level debug t
 matter for speed), Tango's v-prediction DDPM scheduler. fp32 by default; `--dtype bfloat16` does what
 `--mixed_precision bf16` does (frozen models in bf16, the UNet's forward under autocast).
 
-    python bench/bench_training.py                         # tango-tiny at batch 4 and tango at batch 1 (~15 min)
+    python bench/bench_training.py                         # tango-tiny at batch 4 and tango at batch 1
+    python bench/bench_training.py --repeats 2             # the same, 2 timed steps each (25 min here, under load)
     python bench/bench_training.py --sizes tango-tiny:4    # one size
     python bench/bench_training.py --quick                 # debug UNet, 1.28 s clips: a smoke run (~1 min)
 """

@@ -1,0 +1,121 @@
+"""Loading evaluation sets, batched feature extraction equal to one clip at a time, and the feature cache."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from pipelines.evaluation.features import EvalClip, FeatureCache, extract_features, load_clip_set, weights_fingerprint
+
+RATE = 16000
+
+
+def write_clips(folder, seconds=(1.0, 1.0, 2.0), rate=RATE):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i, s in enumerate(seconds):
+        sf.write(folder / f"clip{i}.wav", (rng.standard_normal(round(s * rate)) * 0.1).astype(np.float32), rate)
+    return folder
+
+
+def test_folder_loading_skips_counts_and_lists(tmp_path):
+    folder = write_clips(tmp_path / "gen")
+    (folder / "broken.wav").write_bytes(b"RIFF not really a wav")
+    (folder / "empty.wav").write_bytes(b"")
+    sf.write(folder / "quiet.wav", np.zeros(RATE, dtype=np.float32), RATE)
+    sf.write(folder / "stereo_44k.flac", np.full((44100, 2), 0.25, dtype=np.float32), 44100)
+
+    loaded = load_clip_set(folder)
+
+    assert sorted(c.key for c in loaded.clips) == [
+        "clip0",
+        "clip1",
+        "clip2",
+        "quiet",
+        "stereo_44k",
+    ]
+    assert loaded.skipped == {"unreadable": 1, "empty": 1} and sorted(loaded.skipped_keys) == [
+        "broken",
+        "empty",
+    ]
+    assert loaded.silent == ["quiet"]
+    assert loaded.sampling_rates == {16000: 4, 44100: 1}
+    stereo = next(c for c in loaded.clips if c.key == "stereo_44k")
+    assert stereo.audio.ndim == 1 and stereo.sampling_rate == 44100
+
+
+def test_empty_or_unusable_sources_are_errors(tmp_path):
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(ValueError, match="holds no audio file"):
+        load_clip_set(tmp_path / "nothing")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.wav").write_bytes(b"junk")
+    with pytest.raises(ValueError, match=r"No readable audio clip.*unreadable"):
+        load_clip_set(tmp_path / "bad")
+
+
+def test_dataset_loading_keys_by_column(tmp_path):
+    import datasets
+
+    folder = write_clips(tmp_path / "wavs", seconds=(1.0, 1.5))
+    table = datasets.Dataset.from_dict(
+        {"audio": [str(folder / "clip0.wav"), str(folder / "clip1.wav")], "ytid": ["yt_a", "yt_b"]}
+    ).cast_column("audio", datasets.Audio())
+    table.save_to_disk(str(tmp_path / "saved"))
+
+    loaded = load_clip_set(tmp_path / "saved", key_column="ytid")
+    assert [c.key for c in loaded.clips] == ["yt_a", "yt_b"] and len(loaded.clips[1].audio) == 24000
+    with pytest.raises(ValueError, match=r"no key column 'missing'.*ytid"):
+        load_clip_set(tmp_path / "saved", key_column="missing")
+
+
+class PooledConv(torch.nn.Module):
+    """Stands in for a backbone: convolution then mean and max pooling over time, like Cnn14's head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv1d(1, 4, 9, stride=4)
+
+    def forward(self, waveforms):
+        x = self.conv(waveforms[:, None])
+        return {"embedding": x.mean(-1) + x.amax(-1), "frames": x.mean(1)[:, :3]}
+
+
+def test_batched_extraction_equals_one_clip_at_a_time(tmp_path):
+    torch.manual_seed(0)
+    model = PooledConv().eval()
+    rng = np.random.default_rng(1)
+    clips = [
+        EvalClip(f"c{i}", rng.standard_normal(n).astype(np.float32), RATE)
+        for i, n in enumerate([800, 800, 1200, 800, 1200])
+    ]
+    clips.append(EvalClip("resampled", rng.standard_normal(1600).astype(np.float32), 32000))
+
+    batched = extract_features(clips, model, lambda a: a, RATE, "toy", batch_size=4)
+    alone = {c.key: extract_features([c], model, lambda a: a, RATE, "toy", batch_size=1)[c.key] for c in clips}
+
+    assert batched.keys() == alone.keys()
+    for key in alone:
+        np.testing.assert_allclose(batched[key]["embedding"], alone[key]["embedding"], rtol=1e-5, atol=1e-6)
+    assert batched["c0"]["embedding"].shape == (4,)
+
+
+def test_feature_cache_is_keyed_by_audio_rate_and_weights(tmp_path):
+    torch.manual_seed(0)
+    model = PooledConv().eval()
+    cache = FeatureCache(tmp_path / "cache")
+    clip = EvalClip("a", np.linspace(-0.5, 0.5, 800, dtype=np.float32), RATE)
+    backbone = "toy-" + weights_fingerprint(model)
+
+    first = extract_features([clip], model, lambda a: a, RATE, backbone, cache=cache)
+    assert (cache.hits, cache.misses) == (0, 1)
+    again = extract_features([clip], model, lambda a: a, RATE, backbone, cache=cache)
+    assert (cache.hits, cache.misses) == (1, 1)
+    np.testing.assert_array_equal(again["a"]["embedding"], first["a"]["embedding"])
+    assert not any(tmp_path.glob("*.safetensors"))  # nothing beside the audio; all under the cache folder
+
+    other_rate = EvalClip("a", clip.audio, 32000)
+    assert FeatureCache.key(other_rate, backbone) != FeatureCache.key(clip, backbone)
+    with torch.no_grad():
+        model.conv.bias += 1
+    assert weights_fingerprint(model) != backbone.removeprefix("toy-")
