@@ -98,8 +98,7 @@ def _cnn14_features(backbone: Any, clips: ClipSet, batch_size: int, cache: Featu
     return extract_features(
         clips.clips,
         lambda batch: backbone(batch.to(device)),
-        lambda audio: cnn14_inputs(audio, EVAL_SAMPLING_RATE),
-        EVAL_SAMPLING_RATE,
+        cnn14_inputs,
         "cnn14-" + weights_fingerprint(backbone),
         batch_size=batch_size,
         cache=cache,
@@ -120,8 +119,7 @@ def _vggish_features(backbone: Any, clips: ClipSet, batch_size: int, cache: Feat
     return extract_features(
         clips.clips,
         embed,
-        lambda audio: np.asarray(waveform_to_examples(audio, EVAL_SAMPLING_RATE)).reshape(-1, 96, 64),
-        EVAL_SAMPLING_RATE,
+        lambda audio, rate: np.asarray(waveform_to_examples(audio, rate)).reshape(-1, 96, 64),
         "vggish-" + weights_fingerprint(backbone),
         batch_size=batch_size,
         cache=cache,

@@ -114,7 +114,6 @@ def write_model_index(card_path: str | os.PathLike, results: dict, model_name: s
             metric_type=name.lower(),
             metric_name=CARD_METRICS[name],
             metric_value=round(float(value), 4),
-            source_name="tango-af evaluation",
         )
         for name, value in results["metrics"].items()
         if name in CARD_METRICS

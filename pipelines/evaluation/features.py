@@ -21,7 +21,7 @@ from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from datasets_scripts.audio import ClipError, decode_audio, resample, to_mono
+from datasets_scripts.audio import ClipError, decode_audio, to_mono
 
 logger = logging.get_logger(__name__)
 
@@ -193,16 +193,16 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
 def extract_features(
     clips: Sequence[EvalClip],
     embed_batch: Callable[[torch.Tensor], dict[str, torch.Tensor]],
-    prepare: Callable[[np.ndarray], np.ndarray],
-    sampling_rate: int,
+    prepare: Callable[[np.ndarray, int], np.ndarray],
     backbone_id: str,
     batch_size: int = 16,
     cache: FeatureCache | None = None,
     desc: str = "Features",
 ) -> dict[str, dict[str, np.ndarray]]:
     """
-    Features of every clip by key: clips resampled to `sampling_rate`, `prepare`d, grouped by prepared length and
-    embedded `batch_size` at a time by `embed_batch` (which returns per-row arrays).
+    Features of every clip by key: each clip `prepare`d from its samples and rate (resampling included, the
+    backbone's way), grouped by prepared length and embedded `batch_size` at a time by `embed_batch` (which returns
+    per-row arrays).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
@@ -216,7 +216,7 @@ def extract_features(
             todo.append(clip)
     groups: dict[int, list[tuple[EvalClip, np.ndarray]]] = defaultdict(list)
     for clip in todo:
-        prepared = prepare(resample(clip.audio, clip.sampling_rate, sampling_rate))
+        prepared = prepare(clip.audio, clip.sampling_rate)
         groups[len(prepared)].append((clip, prepared))
     with tqdm(total=len(todo), desc=desc, leave=False) as progress:
         for members in groups.values():

@@ -19,8 +19,8 @@ resampy's default `kaiser_best` filter (Kaiser window, beta 12.9846, 50 zero cro
 resampy's output length, so the two agree closely but not exactly (resampy interpolates a tabulated filter, 2**13
 points per zero crossing): on 2-3 s chirps plus noise at 32, 44.1 and 48 kHz, the log-mel examples differ by 4e-4
 on average and at most 0.03 (in the top two mel bands, next to the filter's roll-off), against 0.008 and 0.55 with
-torchaudio's default filter. For 16 kHz input, which is what Tango's evaluation feeds, nothing is resampled and the
-features are the same as torchvggish's, bit for bit.
+torchaudio's default filter. For 16 kHz input (Tango generates 16 kHz audio) nothing is resampled, and the
+features and embeddings are torchvggish's bit for bit (same float32 values in the parity test).
 
 Not reproduced here because it is not part of VGGish: audioldm_eval's own file loader (`load_audio_task`) reads
 wav files as int16, divides by 32768, averages channels, and turns 32 kHz into 16 kHz by dropping every other
@@ -60,8 +60,9 @@ from ..reference_env import default_env_dir, ensure_reference_env
 
 logger = logging.get_logger(__name__)
 
-# torchvggish's `vggish_params.py` (identical in torchvggish 0.2 on PyPI and in harritaylor/torchvggish@f3f9096,
-# the commit `torch.hub.load` fetches), itself from tensorflow/models `research/audioset/vggish/vggish_params.py`.
+# torchvggish's `vggish_params.py`, itself tensorflow/models `research/audioset/vggish/vggish_params.py`. The same
+# file in torchvggish 0.2 on PyPI and on harritaylor/torchvggish's master (f3f9096, 2021-11-03, the branch
+# `torch.hub.load("harritaylor/torchvggish", "vggish")` fetches); so are `vggish_input.py` and `mel_features.py`.
 VGGISH_PARAMS = {
     "sample_rate": 16000,
     "stft_window_length_seconds": 0.025,  # 400 samples at 16 kHz
@@ -84,8 +85,9 @@ FFT_LENGTH = 2 ** int(np.ceil(np.log2(STFT_WINDOW)))  # next power of two: 512
 EXAMPLE_WINDOW = round(VGGISH_PARAMS["example_window_seconds"] / VGGISH_PARAMS["stft_hop_length_seconds"])  # 96
 EXAMPLE_HOP = round(VGGISH_PARAMS["example_hop_seconds"] / VGGISH_PARAMS["stft_hop_length_seconds"])  # 96
 
-# torchvggish's `make_layers`: VGG configuration "A"-like stack of 3x3 convolutions (padding 1, each followed by a
-# ReLU) and 2x2 max pools ("M"). The indices of this list are the `features.<i>` indices of the state dict.
+# torchvggish's `make_layers`: VGG's configuration A without its last block of convolutions (Hershey et al., "CNN
+# Architectures for Large-Scale Audio Classification", 2017): 3x3 convolutions (padding 1, each followed by a ReLU)
+# and 2x2 max pools ("M"). Expanded into modules, the positions are the `features.<i>` indices of the state dict.
 _FEATURE_PLAN = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M")
 # After four 2x2 pools a 96 x 64 example is 6 x 4 with 512 channels.
 _FEATURE_SIZE = 512 * (VGGISH_PARAMS["num_frames"] // 16) * (VGGISH_PARAMS["num_bands"] // 16)  # 12288
@@ -141,7 +143,7 @@ def ensure_torchvggish_env(env_dir: str | os.PathLike | None = None) -> Path:
 
 def hertz_to_mel(frequencies: np.ndarray | float) -> np.ndarray:
     """The HTK mel scale, `1127 ln(1 + f / 700)`, as `mel_features.hertz_to_mel` uses it."""
-    return 1127.0 * np.log1p(np.asarray(frequencies, dtype=np.float64) / 700.0)
+    return 1127.0 * np.log(1.0 + np.asarray(frequencies, dtype=np.float64) / 700.0)
 
 
 def vggish_mel_matrix(
@@ -258,10 +260,10 @@ def waveform_to_examples(audio: np.ndarray | torch.Tensor, sampling_rate: int) -
     VGGish's input examples of a mono clip: `vggish_input.waveform_to_examples` of torchvggish.
 
     The clip is resampled to 16 kHz when it is not there already ([`resample_to_16khz`]: torchaudio with resampy's
-    filter, where torchvggish calls resampy; see the module docstring), turned into [`log_mel_spectrogram`] and cut into
-    non-overlapping examples of 96 frames (0.96 s); an incomplete example at the end is dropped. A 10 s clip at
-    16 kHz gives 10 examples; a clip of fewer than 15,600 samples at 16 kHz (0.975 s) gives none (torchvggish then
-    fails inside its model, and audioldm_eval skips the file, so such a clip contributes nothing either way).
+    filter, where torchvggish calls resampy; see the module docstring), turned into [`log_mel_spectrogram`] and
+    cut into non-overlapping examples of 96 frames (0.96 s); an incomplete example at the end is dropped. A 10 s
+    clip at 16 kHz gives 10 examples; a clip of fewer than 15,600 samples at 16 kHz (0.975 s) gives none
+    (torchvggish then raises, and audioldm_eval skips the file, so such a clip contributes nothing either way).
 
     Args:
         audio (`np.ndarray` or `torch.Tensor`):
@@ -346,7 +348,9 @@ class VGGish(nn.Module):
         """
         expected = (1, VGGISH_PARAMS["num_frames"], VGGISH_PARAMS["num_bands"])
         if examples.ndim != 4 or tuple(examples.shape[1:]) != expected:
-            raise ValueError(f"Expected examples of shape (n, {', '.join(map(str, expected))}), got {examples.shape}.")
+            raise ValueError(
+                f"Expected examples of shape (n, {', '.join(map(str, expected))}), got {tuple(examples.shape)}."
+            )
         hidden = self.features(examples)  # (n, 512, 6, 4)
         # The weights were ported from TensorFlow, which flattens channels-last: (frames, bands, channels).
         # `flatten` rather than `view(n, -1)` so that an empty batch works too.
@@ -428,9 +432,10 @@ class VGGish(nn.Module):
         expected = vggish_config()
         differing = {key: config.get(key) for key, value in expected.items() if config.get(key) != value}
         if differing:
+            wanted = {key: expected[key] for key in differing}
             raise ValueError(
                 f"{config_path!r} does not describe the VGGish this class implements; differing entries: "
-                f"{differing} (expected { ({key: expected[key] for key in differing}) })."
+                f"{differing} (expected {wanted})."
             )
         state_dict = load_file(weights_path, device=str(device))
         # Built on the meta device and then given the loaded tensors: no time spent on a random initialisation.

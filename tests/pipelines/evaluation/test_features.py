@@ -5,6 +5,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from datasets_scripts.audio import resample
 from pipelines.evaluation.features import EvalClip, FeatureCache, extract_features, load_clip_set, weights_fingerprint
 
 RATE = 16000
@@ -91,8 +92,11 @@ def test_batched_extraction_equals_one_clip_at_a_time(tmp_path):
     ]
     clips.append(EvalClip("resampled", rng.standard_normal(1600).astype(np.float32), 32000))
 
-    batched = extract_features(clips, model, lambda a: a, RATE, "toy", batch_size=4)
-    alone = {c.key: extract_features([c], model, lambda a: a, RATE, "toy", batch_size=1)[c.key] for c in clips}
+    def prepare(audio, rate):
+        return resample(audio, rate, RATE)
+
+    batched = extract_features(clips, model, prepare, "toy", batch_size=4)
+    alone = {c.key: extract_features([c], model, prepare, "toy", batch_size=1)[c.key] for c in clips}
 
     assert batched.keys() == alone.keys()
     for key in alone:
@@ -107,9 +111,9 @@ def test_feature_cache_is_keyed_by_audio_rate_and_weights(tmp_path):
     clip = EvalClip("a", np.linspace(-0.5, 0.5, 800, dtype=np.float32), RATE)
     backbone = "toy-" + weights_fingerprint(model)
 
-    first = extract_features([clip], model, lambda a: a, RATE, backbone, cache=cache)
+    first = extract_features([clip], model, lambda a, rate: a, backbone, cache=cache)
     assert (cache.hits, cache.misses) == (0, 1)
-    again = extract_features([clip], model, lambda a: a, RATE, backbone, cache=cache)
+    again = extract_features([clip], model, lambda a, rate: a, backbone, cache=cache)
     assert (cache.hits, cache.misses) == (1, 1)
     np.testing.assert_array_equal(again["a"]["embedding"], first["a"]["embedding"])
     assert not any(tmp_path.glob("*.safetensors"))  # nothing beside the audio; all under the cache folder
