@@ -34,7 +34,13 @@ logger = logging.get_logger(__name__)
 
 GENERATED_DIR = "generated"
 # How each metric appears in a model card's model-index (name, and whether lower is better, for the reader).
-CARD_METRICS = {"FD": "FD (PANNs)", "FAD": "FAD (VGGish)", "IS": "IS (PANNs)", "KL": "KL (PANNs)", "CLAP": "CLAP score"}
+CARD_METRICS = {
+    "FD": "FD (PANNs)",
+    "FAD": "FAD (VGGish)",
+    "IS": "IS (PANNs)",
+    "KL": "KL (PANNs)",
+    "CLAP": "CLAP score",
+}
 
 
 def clip_seed(seed: int, key: str) -> int:
@@ -62,7 +68,9 @@ def read_captions(
     keys = [str(k) for k in rows[key_column]] if key_column else [str(i) for i in range(len(rows))]
     captions = dict(zip(keys, rows[caption_column]))
     if len(captions) != len(keys):
-        raise ValueError(f"{eval_set!r}: the keys of {key_column!r} repeat; generated clips would overwrite each other.")
+        raise ValueError(
+            f"{eval_set!r}: the keys of {key_column!r} repeat; generated clips would overwrite each other."
+        )
     if limit is not None:
         captions = dict(list(captions.items())[:limit])
     return captions

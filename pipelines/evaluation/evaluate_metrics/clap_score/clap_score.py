@@ -1,9 +1,9 @@
 """`evaluate` module: CLAP score, the mean cosine between generated clips' and their prompts' CLAP embeddings."""
 
-import datasets
 import evaluate
 import torch
 
+from pipelines.evaluation.evaluate_info import vector_metric_info
 from pipelines.evaluation.metrics import clap_score
 
 _DESCRIPTION = """
@@ -29,17 +29,7 @@ Keyword-to-Caption Augmentation}, author={Wu, Yusong and others}, booktitle={ICA
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class ClapScore(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float64")),
-                    "references": datasets.Sequence(datasets.Value("float64")),
-                }
-            ),
-        )
+        return vector_metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, paired=True)
 
     def _compute(self, predictions, references):
         return {"clap_score": clap_score(torch.tensor(predictions), torch.tensor(references))}

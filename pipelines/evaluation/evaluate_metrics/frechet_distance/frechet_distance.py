@@ -1,9 +1,9 @@
 """`evaluate` module: Frechet distance between two sets of embeddings (FD on PANNs Cnn14, FAD on VGGish)."""
 
-import datasets
 import evaluate
 import numpy as np
 
+from pipelines.evaluation.evaluate_info import vector_metric_info
 from pipelines.evaluation.metrics import frechet_distance
 
 _DESCRIPTION = """
@@ -32,12 +32,7 @@ Equilibrium}, author={Heusel, Martin and others}, booktitle={NeurIPS}, year={201
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class FrechetDistance(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Sequence(datasets.Value("float64"))}),
-        )
+        return vector_metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, paired=False)
 
     def _compute(self, predictions, reference_embeddings):
         return {"frechet_distance": frechet_distance(np.asarray(predictions), np.asarray(reference_embeddings))}

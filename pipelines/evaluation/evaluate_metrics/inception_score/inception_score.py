@@ -1,9 +1,9 @@
 """`evaluate` module: inception score of classifier logits (IS on PANNs Cnn14, audioldm_eval's way)."""
 
-import datasets
 import evaluate
 import numpy as np
 
+from pipelines.evaluation.evaluate_info import vector_metric_info
 from pipelines.evaluation.metrics import IS_SEED, IS_SPLITS, inception_score
 
 _DESCRIPTION = """
@@ -28,12 +28,7 @@ others}, booktitle={NeurIPS}, year={2016}}
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class InceptionScore(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Sequence(datasets.Value("float64"))}),
-        )
+        return vector_metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, paired=False)
 
     def _compute(self, predictions, splits=IS_SPLITS, shuffle=True, seed=IS_SEED):
         mean, std = inception_score(np.asarray(predictions), splits=splits, shuffle=shuffle, seed=seed)

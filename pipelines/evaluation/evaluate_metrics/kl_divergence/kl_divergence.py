@@ -1,9 +1,9 @@
 """`evaluate` module: paired KL divergence of classifier outputs (KL on PANNs Cnn14 logits, audioldm_eval's way)."""
 
-import datasets
 import evaluate
 import numpy as np
 
+from pipelines.evaluation.evaluate_info import vector_metric_info
 from pipelines.evaluation.metrics import paired_kl
 
 _DESCRIPTION = """
@@ -29,17 +29,7 @@ author={Liu, Haohe and others}, booktitle={ICML}, year={2023}}
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class KLDivergence(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float64")),
-                    "references": datasets.Sequence(datasets.Value("float64")),
-                }
-            ),
-        )
+        return vector_metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, paired=True)
 
     def _compute(self, predictions, references):
         keys = [str(i) for i in range(len(predictions))]
