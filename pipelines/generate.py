@@ -73,6 +73,22 @@ def load_pipeline(
     return pipe.to(device)
 
 
+def save_default_model(folder: str | os.PathLike) -> Path:
+    """
+    Writes the embedded default model (today the untrained `debug` pipeline) as an ordinary pipeline folder, so
+    that what needs a folder (the Space, publishing) loads it through `from_pretrained` like any checkpoint.
+
+    Args:
+        folder (`str` or `os.PathLike`): where to save it (created if needed).
+
+    Returns:
+        `Path`: the folder.
+    """
+    folder = Path(folder)
+    load_pipeline(DEFAULT_MODEL, device="cpu").save_pretrained(folder)
+    return folder
+
+
 def output_paths(out: Path, count: int) -> list[Path]:
     """`out` for the best candidate, then `out` with `_1`, `_2`, ... before the suffix for the others."""
     return [out] + [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(1, count)]

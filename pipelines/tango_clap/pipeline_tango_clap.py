@@ -94,9 +94,14 @@ class TangoCLAPPipelineOutput(AudioPipelineOutput):
             CLAP cosine similarity between each waveform and its prompt, shape
             `(batch_size, num_waveforms_per_prompt)`, sorted like `audios`. `None` when the pipeline has no CLAP
             scoring parts, when only embeddings were given, or for `output_type="latent"`.
+        mel_spectrograms (`np.ndarray` or `torch.Tensor`, *optional*):
+            The decoded log-mel spectrograms the vocoder turned into `audios`, shape
+            `(batch_size * num_waveforms_per_prompt, frames, mel_bins)`, sorted like `audios` (for display: frames
+            cover the padded length, whole UNet latent frames). `None` for `output_type="latent"`.
     """
 
     clap_scores: torch.Tensor | None = None
+    mel_spectrograms: np.ndarray | torch.Tensor | None = None
 
 
 def resample_waveform(waveform: torch.Tensor, orig_sr: int, target_sr: int) -> torch.Tensor:
@@ -862,7 +867,7 @@ class TangoCLAPPipeline(DiffusionPipeline):
                     progress_bar.update()
 
         # 8. Decode: latents -> mel -> waveform of exactly num_samples samples
-        clap_scores = None
+        clap_scores = mel = None
         if output_type == "latent":
             audio = latents
         else:
@@ -876,14 +881,17 @@ class TangoCLAPPipeline(DiffusionPipeline):
                 clap_scores, order = scores.sort(dim=1, descending=True)
                 rows = (order + torch.arange(batch_size).unsqueeze(1) * num_waveforms_per_prompt).flatten()
                 audio = audio[rows.to(audio.device)]
+                mel = mel[rows.to(mel.device)]
+            mel = mel.float()
             if output_type == "np":
                 audio = audio.cpu().numpy()
+                mel = mel.cpu().numpy()
 
         self.maybe_free_model_hooks()
 
         if not return_dict:
             return (audio,) if clap_scores is None else (audio, clap_scores)
-        return TangoCLAPPipelineOutput(audios=audio, clap_scores=clap_scores)
+        return TangoCLAPPipelineOutput(audios=audio, clap_scores=clap_scores, mel_spectrograms=mel)
 
     # ------------------------------------------------------------------ saving for the Hub
 

@@ -470,6 +470,22 @@ def test_candidates_are_ranked_by_clap_similarity():
     assert len(scores_tuple) == 2 and torch.equal(scores_tuple[1], ranked.clap_scores)
 
 
+def test_mel_spectrograms_are_the_vocoder_inputs_of_the_ranked_audios():
+    pipe = TangoCLAPPipelineTester(with_clap_scorer=True).get_pipeline()
+    tester = TangoCLAPPipelineTester(with_clap_scorer=True)
+    generators = [torch.Generator().manual_seed(s) for s in range(3)]
+    out = pipe(**tester.get_inputs(prompt="a dog barks", num_waveforms_per_prompt=3, generator=generators))
+    assert out.mel_spectrograms.shape[0] == out.audios.shape[0] == 3
+    assert out.mel_spectrograms.shape[-1] == pipe.vocoder.config.model_in_dim
+    # Ranking reorders the mels with the audios: each mel, vocoded, gives the audio at the same index.
+    with torch.no_grad():
+        vocoded = pipe.mel_to_waveform(torch.from_numpy(out.mel_spectrograms))[:, : out.audios.shape[1]]
+    np.testing.assert_allclose(vocoded.numpy(), out.audios, atol=1e-5)
+    assert not np.allclose(out.mel_spectrograms[0], out.mel_spectrograms[1])
+    latent = pipe(**tester.get_inputs(prompt="a dog barks", output_type="latent"))
+    assert latent.mel_spectrograms is None
+
+
 def test_score_waveforms_embeds_each_distinct_text_once():
     pipe = TangoCLAPPipelineTester(with_clap_scorer=True).get_pipeline()
     texts_seen = []
