@@ -480,7 +480,7 @@ def build_af_audioset(
     _write_summary(summary, output_dir)
     logger.warning(f"AF-AudioSet build: {summary}")
     if finalize and num_shards == 1:
-        from .card import write_dataset_card
+        from model_cards.dataset_card import write_dataset_card
 
         write_dataset_card(output_dir)
     return summary
@@ -564,7 +564,7 @@ def merge_shards(inputs: Sequence[str | os.PathLike], output_dir: str | os.PathL
     (output_dir / EXCLUDED_NAME).write_text("".join(f"{i}\n" for i in excluded))
     (output_dir / BUILD_CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     _write_summary(summary, output_dir)
-    from .card import write_dataset_card
+    from model_cards.dataset_card import write_dataset_card
 
     write_dataset_card(output_dir)
     logger.warning(f"Merged {len(inputs)} folders: {summary}")

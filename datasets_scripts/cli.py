@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     released.add_argument("--clap", default=DEFAULT_CLAP)
     released.add_argument("--device", default="cpu")
 
-    push = commands.add_parser("push", help="Upload a finished dataset folder to the Hub.")
+    push = commands.add_parser(
+        "push", help="Upload a finished dataset folder to the Hub (same as `tango-af-publish dataset`)."
+    )
     push.add_argument("--folder", required=True)
     push.add_argument("--repo-id", required=True)
     push.add_argument("--private", action="store_true")
@@ -120,11 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         scorer = ClapScorer.from_pretrained(args.clap, device=args.device) if args.audio_dir else None
         print(import_released(args.json, args.output, audio_sources=sources, scorer=scorer))
     elif args.command == "push":
-        from huggingface_hub import create_repo, upload_folder
+        from model_cards.publish import publish_dataset
 
-        repo_id = create_repo(args.repo_id, repo_type="dataset", private=args.private, exist_ok=True).repo_id
-        upload_folder(repo_id=repo_id, folder_path=args.folder, repo_type="dataset", ignore_patterns=[".*", "**/.*"])
-        print(f"pushed {args.folder} to datasets/{repo_id}")
+        print(publish_dataset(args.folder, args.repo_id, private=args.private))
     return 0
 
 

@@ -91,7 +91,7 @@ def import_released(
     Returns:
         `dict[str, int]`: counts of ytids, captions, scored clips, clips without audio and audio failures.
     """
-    from .card import write_dataset_card
+    from model_cards.dataset_card import write_dataset_card
 
     if (audio_sources is None) != (scorer is None):
         raise ValueError("Scoring needs both `audio_sources` and `scorer`; pass both or neither.")

@@ -43,6 +43,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,9 +56,10 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
+from model_cards.pipeline_card import CONVERSION_RECORD_NAME, TRAINING_SUMMARY_NAME, read_record, write_pipeline_card
 from pipelines.tango_clap.architectures import TANGO_UNET_SIZES
 from pipelines.tango_clap.pipeline_tango_clap import TangoCLAPPipeline
-from training.checkpoints import CHECKPOINT_PREFIX, TRAINING_STATE_NAME, resolve_resume, save_checkpoint
+from training.checkpoints import TRAINING_STATE_NAME, resolve_resume, save_checkpoint
 from training.components import build_pipeline, frames_for
 from training.data import AudioCaptionDataset, MixtureSampler, collate_audio_captions, parse_source
 from training.front_end import TangoMelSpectrogram, mixup
@@ -281,64 +283,35 @@ def log_validation(
     return audios
 
 
-# ---------------------------------------------------------------------------------------------------- card
+# ---------------------------------------------------------------------------------------------------- record
 
 
-def write_model_card(args: argparse.Namespace, output_dir: str, steps: int, sources: list[str]) -> None:
-    base = args.pretrained_model_name_or_path
-    unet = (
-        f"UNet trained from scratch ({args.unet_from_scratch})"
-        if args.unet_from_scratch
-        else f"fine-tuned from `{base}`"
-    )
-    lines = [
-        "---",
-        "library_name: diffusers",
-        "tags: [text-to-audio, tango, tango-af, diffusers, audio]",
-        "---",
-        "",
-        f"# {Path(output_dir).name}",
-        "",
-        (
-            f"A TangoCLAPPipeline {'LoRA adapter' if args.lora_rank else ''} trained with tango-af's "
-            f"`training/train_tango_clap.py`: {unet}; frozen VAE, vocoder and text encoder "
-            f"(`{args.text_encoder or base}`)."
-        ),
-        "",
-        "| setting | value |",
-        "| --- | --- |",
-        f"| data | {', '.join(f'`{s}`' for s in sources)} |",
-        f"| steps | {steps} (batch {args.train_batch_size} per device x {args.gradient_accumulation_steps} accumulation) |",
-        f"| learning rate | {args.learning_rate} ({args.lr_scheduler}) |",
-        f"| clip length | {args.audio_length_in_s} s |",
-        f'| condition dropout | {args.condition_dropout} (to the encoding of `""`) |',
-        f"| Min-SNR gamma | {args.snr_gamma} |",
-        f"| EMA | {args.ema_decay if args.use_ema else 'off'} |",
-        f"| mixup | {args.mixup_items if args.mixup else 'off'} |",
-        f"| mixed precision | {args.mixed_precision or 'no'} |",
-        "",
-    ]
-    if args.lora_rank:
-        lines += [
-            "```py",
-            "from diffusers import DiffusionPipeline",
-            "",
-            f'pipe = DiffusionPipeline.from_pretrained("{base}", trust_remote_code=True)',
-            "pipe.unet.load_lora_adapter(",
-            '    "THIS_REPO_OR_FOLDER", prefix=None, weight_name="pytorch_lora_weights.safetensors"',
-            ")",
-            "```",
-        ]
-    else:
-        lines += [
-            "```py",
-            "from diffusers import DiffusionPipeline",
-            "",
-            'pipe = DiffusionPipeline.from_pretrained("THIS_REPO_OR_FOLDER", trust_remote_code=True)',
-            'audio = pipe("A dog barks in the rain", num_inference_steps=100).audios[0]',
-            "```",
-        ]
-    (Path(output_dir) / "README.md").write_text("\n".join(lines) + "\n")
+def training_record(
+    args: argparse.Namespace, steps: int, data: list[dict], skipped: dict, num_processes: int
+) -> dict[str, Any]:
+    """
+    `training_summary.json`: what this run trained on and how, with the base model's own record chained in
+    (`base_training` / `base_conversion`), so a fine-tune's card can show its pretraining too.
+    """
+    return {
+        "steps": steps,
+        "skipped_clips": dict(skipped),
+        "sources": [f"{d['kind']}:{d['path']}" for d in data],
+        "data": data,
+        "base_model": args.pretrained_model_name_or_path,
+        "unet_from_scratch": args.unet_from_scratch,
+        "text_encoder": args.text_encoder,
+        "lora_rank": args.lora_rank,
+        "batch_size": args.train_batch_size * args.gradient_accumulation_steps * num_processes,
+        "learning_rate": args.learning_rate,
+        "lr_scheduler": args.lr_scheduler,
+        "audio_length_in_s": args.audio_length_in_s,
+        "mixed_precision": args.mixed_precision,
+        "ema_decay": args.ema_decay if args.use_ema else None,
+        "seed": args.seed,
+        "base_training": read_record(args.pretrained_model_name_or_path, TRAINING_SUMMARY_NAME),
+        "base_conversion": read_record(args.pretrained_model_name_or_path, CONVERSION_RECORD_NAME),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -453,6 +426,7 @@ def main(argv: list[str] | None = None, lora: bool = False) -> None:
         dataset = LatentsDataset(args.precomputed_latents)
         collate = collate_latents
         source_names = [f"precomputed:{args.precomputed_latents}"]
+        data_record = [{"kind": "precomputed", "path": args.precomputed_latents}]
     else:
         specs = [parse_source(spec) for spec in args.train_data]
         dataset = AudioCaptionDataset(
@@ -465,6 +439,16 @@ def main(argv: list[str] | None = None, lora: bool = False) -> None:
         )
         collate = collate_audio_captions
         source_names = list(args.train_data)
+        data_record = [
+            {
+                "kind": spec.kind,
+                "path": spec.path,
+                "weight": spec.weight,
+                "tau": (args.tau if spec.tau is None else spec.tau) if spec.kind == "af_audioset" else None,
+                "top_k": (args.top_k if spec.top_k is None else spec.top_k) if spec.kind == "af_audioset" else None,
+            }
+            for spec in specs
+        ]
     sampler = MixtureSampler(dataset.source_lengths, dataset.weights, seed=args.seed)
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -659,24 +643,19 @@ def main(argv: list[str] | None = None, lora: bool = False) -> None:
             if weight_dtype != torch.float32:  # the frozen parts ran in half precision; save them as loaded
                 final.to(torch.float32)
             final.save_pretrained(args.output_dir)
-        write_model_card(args, args.output_dir, global_step, source_names)
-        (Path(args.output_dir) / "training_summary.json").write_text(
-            json.dumps({"steps": global_step, "skipped_clips": dict(skipped_total), "sources": source_names}, indent=2)
-        )
+        record = training_record(args, global_step, data_record, skipped_total, accelerator.num_processes)
+        (Path(args.output_dir) / TRAINING_SUMMARY_NAME).write_text(json.dumps(record, indent=2) + "\n")
+        write_pipeline_card(args.output_dir, repo_id=args.hub_model_id)
         if args.push_to_hub:
-            from huggingface_hub import create_repo, upload_folder
+            from huggingface_hub import HfApi
 
-            repo_id = create_repo(args.hub_model_id, exist_ok=True, token=args.hub_token).repo_id
-            upload_folder(
-                repo_id=repo_id,
-                folder_path=args.output_dir,
-                ignore_patterns=[
-                    f"{CHECKPOINT_PREFIX}*",
-                    f".{CHECKPOINT_PREFIX}*",
-                    f"{args.logging_dir}/*",
-                    "validation/*",
-                ],
-                token=args.hub_token,
+            from model_cards.publish import publish_model
+
+            # The same staging as `tango-af-publish model`: the pipeline and its card, no checkpoints or logs.
+            publish_model(
+                args.output_dir,
+                args.hub_model_id,
+                api=HfApi(token=args.hub_token) if args.hub_token else None,
                 commit_message=f"tango-af training: {global_step} steps",
             )
     accelerator.end_training()

@@ -33,16 +33,6 @@ from .features import FeatureCache, load_clip_set
 logger = logging.get_logger(__name__)
 
 GENERATED_DIR = "generated"
-# How each metric appears in a model card's model-index (name, and whether lower is better, for the reader).
-CARD_METRICS = {
-    "FD": "FD (PANNs)",
-    "FAD": "FAD (VGGish)",
-    "IS": "IS (PANNs)",
-    "KL": "KL (PANNs)",
-    "CLAP": "CLAP score",
-}
-
-
 def clip_seed(seed: int, key: str) -> int:
     """A clip's generation seed: a function of the run's seed and the clip's key only."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "little") % (2**63)
@@ -108,25 +98,15 @@ def generate_clips(
 
 def write_model_index(card_path: str | os.PathLike, results: dict, model_name: str, dataset: str) -> None:
     """Adds (or replaces) this evaluation's entries in a model card's `model-index` metadata."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from model_cards.pipeline_card import eval_results
 
     path = Path(card_path)
     card = ModelCard.load(path) if path.is_file() else ModelCard(f"---\n---\n# {model_name}\n")
     data = card.data if card.data is not None else ModelCardData()
     existing = [r for r in (data.eval_results or []) if r.dataset_name != dataset]
-    new = [
-        EvalResult(
-            task_type="text-to-audio",
-            dataset_type=dataset,
-            dataset_name=dataset,
-            metric_type=name.lower(),
-            metric_name=CARD_METRICS[name],
-            metric_value=round(float(value), 4),
-        )
-        for name, value in results["metrics"].items()
-        if name in CARD_METRICS
-    ]
-    data.eval_results = existing + new
+    data.eval_results = existing + eval_results(results, dataset)
     data.model_name = data.model_name or model_name
     card.data = data
     card.save(path)

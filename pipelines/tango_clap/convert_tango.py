@@ -46,6 +46,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -519,6 +520,7 @@ def save_pipeline(
     output_dir: str | os.PathLike,
     dtype: str | torch.dtype | None = None,
     push_to_hub: str | None = None,
+    source: str | None = None,
 ) -> TangoCLAPPipeline:
     """
     Builds a `TangoCLAPPipeline` from converted components and saves it (safetensors only).
@@ -531,7 +533,9 @@ def save_pipeline(
         dtype (`str` or `torch.dtype`, *optional*):
             `"float32"`, `"float16"` or `"bfloat16"`: cast every model before saving. By default they stay in float32.
         push_to_hub (`str`, *optional*):
-            A Hub repo id to upload the pipeline to as well.
+            A Hub repo id to upload the pipeline to as well (with its model card, as `tango-af-publish model`).
+        source (`str`, *optional*):
+            The checkpoint converted, recorded in `conversion.json` for the model card.
 
     Returns:
         [`TangoCLAPPipeline`]: the pipeline that was saved.
@@ -544,9 +548,16 @@ def save_pipeline(
                 components[name] = component.to(torch_dtype)
     pipe = TangoCLAPPipeline(**components)
     pipe.save_pretrained(output_dir)
+    if source is not None:
+        from model_cards.pipeline_card import CONVERSION_RECORD_NAME
+
+        record = {"tool": "tango-af-convert-tango", "source": str(source), "dtype": str(dtype or "float32")}
+        (Path(output_dir) / CONVERSION_RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
     logger.info(f"Saved the pipeline to {output_dir}.")
     if push_to_hub:
-        pipe.push_to_hub(push_to_hub)
+        from model_cards.publish import publish_model
+
+        publish_model(output_dir, push_to_hub)
         logger.info(f"Pushed the pipeline to {push_to_hub}.")
     return pipe
 
@@ -597,7 +608,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         prediction_type=args.prediction_type,
         revision=args.revision,
     )
-    save_pipeline(components, args.output_dir, dtype=args.dtype, push_to_hub=args.push_to_hub)
+    save_pipeline(components, args.output_dir, dtype=args.dtype, push_to_hub=args.push_to_hub, source=args.checkpoint)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -157,7 +158,7 @@ def test_tau_configs_return_exactly_the_filtered_rows(built):
 
 
 def test_preset_configs_filter_exactly(tmp_path):
-    from datasets_scripts.card import write_dataset_card
+    from model_cards.dataset_card import write_dataset_card
     from datasets_scripts.schema import rows_to_table, write_table_atomically
 
     rng = np.random.default_rng(0)
@@ -320,13 +321,24 @@ def test_hugging_face_dataset_source(models, audio_dir, tmp_path):
 
 
 def test_push_uploads_the_folder_as_a_dataset_repo(built, monkeypatch):
-    import huggingface_hub
-    from types import SimpleNamespace
+    import model_cards.publish as publish
 
     calls = {}
-    monkeypatch.setattr(huggingface_hub, "create_repo", lambda repo_id, **kw: calls.setdefault("create", (repo_id, kw)) and SimpleNamespace(repo_id=repo_id))
-    monkeypatch.setattr(huggingface_hub, "upload_folder", lambda **kw: calls.setdefault("upload", kw))
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kwargs):
+            calls["create"] = (repo_id, kwargs)
+            return type("Url", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, **kwargs):
+            folder = Path(kwargs["folder_path"])
+            calls["upload"] = dict(kwargs, files={str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()})
+            return "commit"
+
+    monkeypatch.setattr(publish, "HfApi", lambda **kwargs: FakeApi())
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
     assert cli_main(["push", "--folder", str(built[0]), "--repo-id", "me/AF-AudioSet"]) == 0
     assert calls["create"][1]["repo_type"] == "dataset"
     assert calls["upload"]["repo_id"] == "me/AF-AudioSet" and calls["upload"]["repo_type"] == "dataset"
-    assert calls["upload"]["folder_path"] == str(built[0])
+    shards = {str(p.relative_to(built[0])) for p in (built[0] / "data").glob("*.parquet")}
+    assert shards and shards <= calls["upload"]["files"] and "README.md" in calls["upload"]["files"]

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from datasets_scripts.card import write_dataset_card
+from model_cards.dataset_card import write_dataset_card
 from datasets_scripts.schema import rank_scores, rows_to_table, write_table_atomically
 from training.data import (
     AudioCaptionDataset,

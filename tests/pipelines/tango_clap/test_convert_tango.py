@@ -402,8 +402,14 @@ def test_saved_folder_is_safetensors_only_and_reloads(converted, saved_dir):
 def test_cli_converts_safetensors_input_with_dtype_and_push(source, tmp_path, monkeypatch):
     checkpoint = write_checkpoint(tmp_path / "ckpt", source, safetensors=True)
     assert not list(checkpoint.glob("*.bin"))
+    import model_cards.publish as publish
+
     pushed = []
-    monkeypatch.setattr(TangoCLAPPipeline, "push_to_hub", lambda self, repo_id, **kw: pushed.append(repo_id))
+
+    def publish_model(folder, repo_id, **kwargs):
+        pushed.append((repo_id, sorted(p.name for p in Path(folder).iterdir())))
+
+    monkeypatch.setattr(publish, "publish_model", publish_model)
     out = tmp_path / "out"
     main([
         "--checkpoint", str(checkpoint),
@@ -412,7 +418,10 @@ def test_cli_converts_safetensors_input_with_dtype_and_push(source, tmp_path, mo
         "--dtype", "bfloat16",
         "--push_to_hub", "someone/tango-converted",
     ])  # fmt: skip
-    assert pushed == ["someone/tango-converted"]
+    # What is pushed is the finished folder, with the record of where it was converted from (for its card).
+    assert [repo for repo, _ in pushed] == ["someone/tango-converted"]
+    assert {"model_index.json", "conversion.json", "unet"} <= set(pushed[0][1])
+    assert json.loads((out / "conversion.json").read_text())["source"] == str(checkpoint)
     assert (out / "model_index.json").is_file()
     assert json.loads((out / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == "epsilon"
     (unet_file,) = (out / "unet").glob("*.safetensors")
