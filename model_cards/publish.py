@@ -17,12 +17,13 @@ command line (where other users of the machine could read it) and never printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +71,18 @@ def _copy(source: Path, target: Path) -> None:
     shutil.copy2(source, target)
 
 
-def _fresh(output: str | os.PathLike) -> Path:
+@contextlib.contextmanager
+def _staging(output: str | os.PathLike) -> Iterator[Path]:
+    """An empty staging folder, removed again if staging fails, so that no half-staged folder is ever left."""
     output = Path(output)
     if output.exists() and any(output.iterdir()):
         raise ValueError(f"Staging folder {os.fspath(output)!r} is not empty; give a new or empty folder.")
     output.mkdir(parents=True, exist_ok=True)
-    return output
+    try:
+        yield output
+    except BaseException:
+        shutil.rmtree(output, ignore_errors=True)
+        raise
 
 
 def copy_pipeline_folder(folder: str | os.PathLike, output: str | os.PathLike) -> Path:
@@ -131,8 +138,9 @@ def stage_model(
     Returns:
         `Path`: the staged folder.
     """
-    output = copy_pipeline_folder(folder, _fresh(output))
-    write_pipeline_card(output, repo_id=repo_id, evaluations=evaluations, license=license)
+    with _staging(output) as output:
+        copy_pipeline_folder(folder, output)
+        write_pipeline_card(output, repo_id=repo_id, evaluations=evaluations, license=license)
     return output
 
 
@@ -168,19 +176,12 @@ def stage_dataset(folder: str | os.PathLike, output: str | os.PathLike) -> Path:
 
     folder = Path(folder)
     _check_dataset_complete(folder)
-    output = _fresh(output)
-    for name in DATASET_ENTRIES:
-        if (folder / name).exists():
-            _copy(folder / name, output / name)
-    write_dataset_card(output)
+    with _staging(output) as output:
+        for name in DATASET_ENTRIES:
+            if (folder / name).exists():
+                _copy(folder / name, output / name)
+        write_dataset_card(output)
     return output
-
-
-def space_source() -> Path:
-    """The folder of the Space app in this installation (`spaces/`)."""
-    from spaces import app  # the project's package of that name, not Hugging Face's `spaces`
-
-    return Path(app.__file__).parent
 
 
 def stage_space(
@@ -207,27 +208,27 @@ def stage_space(
     Returns:
         `Path`: the staged folder.
     """
-    from .space_card import write_space_card
+    from .space_card import space_folder, write_space_card
 
-    output = _fresh(output)
-    source = space_source()
-    for name in SPACE_FILES:
-        _copy(source / name, output / name)
-    linked = list(models)
-    hub_model = None
-    if model is None:
-        from pipelines.generate import save_default_model
-
-        save_default_model(output / SPACE_MODEL_DIR)
-    elif Path(model).is_dir():
-        copy_pipeline_folder(model, output / SPACE_MODEL_DIR)
-    elif Path(model).exists():
+    if model is not None and Path(model).exists() and not Path(model).is_dir():
         raise ValueError(f"--model {model!r} is a file; give a pipeline folder or a Hub model id.")
-    else:
-        hub_model = model
-        linked.insert(0, model)
-        (output / SPACE_CONFIG_NAME).write_text(json.dumps({"model": model}, indent=2) + "\n")
-    write_space_card(output, models=list(dict.fromkeys(linked)), datasets=list(datasets), model=hub_model)
+    with _staging(output) as output:
+        source = space_folder()
+        for name in SPACE_FILES:
+            _copy(source / name, output / name)
+        linked = list(models)
+        hub_model = None
+        if model is None:
+            from pipelines.generate import save_default_model
+
+            save_default_model(output / SPACE_MODEL_DIR)
+        elif Path(model).is_dir():
+            copy_pipeline_folder(model, output / SPACE_MODEL_DIR)
+        else:
+            hub_model = model
+            linked.insert(0, model)
+            (output / SPACE_CONFIG_NAME).write_text(json.dumps({"model": model}, indent=2) + "\n")
+        write_space_card(output, models=list(dict.fromkeys(linked)), datasets=list(datasets), model=hub_model)
     return output
 
 

@@ -4,10 +4,12 @@ and datasets) and a page stating the limits the app enforces, read from the app'
 
 from __future__ import annotations
 
-import dataclasses
+import importlib.util
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from huggingface_hub import SpaceCard, SpaceCardData
@@ -17,13 +19,42 @@ TITLE = "Tango-AF text-to-audio"
 PYTHON_VERSION = "3.11"
 
 
-def _limits() -> tuple[list[tuple[str, Any]], int | None]:
-    from spaces import app  # the project's Space app (this package shadows Hugging Face's `spaces` here)
+def space_folder() -> Path:
+    """The Space repo folder of this installation (`spaces/`: `app.py`, `requirements.txt`, `README.md`)."""
+    return Path(__file__).resolve().parents[1] / "spaces"
 
-    limits = app.LIMITS
-    values = dataclasses.asdict(limits) if dataclasses.is_dataclass(limits) else dict(limits)
-    rows = [(name.replace("_", " "), value) for name, value in values.items()]
-    return rows, values.get("max_candidates")
+
+def load_space_app() -> ModuleType:
+    """
+    Imports the Space's `app.py` from its file, as the Space itself runs it. (`import spaces.app` would depend on
+    which of two packages named `spaces` wins: this project's, or Hugging Face's ZeroGPU helpers.)
+    """
+    name = "tango_af_space_app"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, space_folder() / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before running it, so that its dataclasses can find their module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def limit_rows(limits: Any) -> list[tuple[str, str]]:
+    """The app's `LIMITS` as the rows of the README's table."""
+    return [
+        ("prompt and negative prompt", f"at most {limits.max_prompt_chars} characters"),
+        ("duration", f"{limits.min_duration_s:g} to {limits.max_duration_s:g} s"),
+        ("denoising steps", f"{limits.min_steps} to {limits.max_steps}"),
+        ("guidance scale", f"{limits.min_guidance:g} to {limits.max_guidance:g}"),
+        ("candidates per request", f"{limits.min_candidates} to {limits.max_candidates}"),
+        ("seed", f"{limits.min_seed} to {limits.max_seed}"),
+        ("requests generating at once", str(limits.concurrency_limit)),
+        ("requests waiting in the queue", str(limits.queue_max_size)),
+    ]
 
 
 def space_card(
@@ -69,15 +100,15 @@ def space_card(
         pinned=False,
         short_description="Text-to-audio with Tango-AF, candidates ranked by CLAP",
     )
-    limits, max_candidates = _limits()
+    limits = load_space_app().LIMITS
     return SpaceCard.from_template(
         card_data,
         template_path=str(TEMPLATE_PATH),
         title=title,
         model=model,
         datasets=list(datasets),
-        limits=limits,
-        max_candidates=max_candidates,
+        limits=limit_rows(limits),
+        max_candidates=limits.max_candidates,
         sdk_version=gradio.__version__,
     )
 
