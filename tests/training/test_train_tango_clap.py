@@ -356,3 +356,23 @@ def test_bf16_gradient_checkpointing_and_accumulation(workspace):
     assert rows[0]["lr"] == pytest.approx(1e-3) and rows[-1]["lr"] == pytest.approx(0.0)  # warm-up, then cosine
     weights = load_file(output / "unet" / "diffusion_pytorch_model.safetensors")
     assert all(t.dtype == torch.float32 for t in weights.values())  # saved as loaded, not in bf16
+
+
+def test_fine_tune_records_its_pretraining_and_the_card_shows_both(workspace, tmp_path):
+    from huggingface_hub import ModelCard
+
+    from training.train_tango_clap import main
+
+    base, manifest, _ = workspace
+    pretrained, fine_tuned = tmp_path / "pt", tmp_path / "ft"
+    main(tester.args(base, manifest, pretrained, 2, "--unet_from_scratch", "debug", "--cpu"))
+    main(tester.args(pretrained, manifest, fine_tuned, 1, "--learning_rate", "1e-4", "--cpu"))
+
+    first = json.loads((pretrained / "training_summary.json").read_text())
+    second = json.loads((fine_tuned / "training_summary.json").read_text())
+    assert first["unet_from_scratch"] == "debug" and first["steps"] == 2 and first["base_training"] is None
+    assert second["base_model"] == str(pretrained) and second["base_training"] == first
+    assert second["data"] == [{"kind": "manifest", "path": str(manifest), "weight": 1.0, "tau": None, "top_k": None}]
+    assert second["batch_size"] == 2 and second["learning_rate"] == 1e-4
+    text = ModelCard.load(fine_tuned / "README.md").text
+    assert text.index("| pretraining | random UNet (`debug`)") < text.index(f"| fine-tuning | `{pretrained}`")
