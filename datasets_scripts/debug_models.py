@@ -24,10 +24,12 @@ Nothing here touches the Hub: the tokenizer is a byte-level BPE learnt in-proces
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from collections.abc import Sequence
 from itertools import pairwise
+from pathlib import Path
 
 import torch
 from tokenizers import AddedToken
@@ -53,6 +55,7 @@ logger = logging.get_logger(__name__)
 
 __all__ = [
     "AF3_CHAT_TEMPLATE",
+    "save_debug_af_audioset_models",
     "QWEN2_AUDIO_CHAT_TEMPLATE",
     "build_debug_audio_flamingo3",
     "build_debug_qwen2_audio",
@@ -327,3 +330,29 @@ def build_debug_qwen2_audio(seed: int = 0) -> tuple[Qwen2AudioForConditionalGene
         model = Qwen2AudioForConditionalGeneration(config)
     model.generation_config = _generation_config(tokenizer)
     return model.eval(), processor
+
+
+def save_debug_af_audioset_models(folder: str | os.PathLike, seed: int = 0) -> dict[str, str]:
+    """
+    Saves a tiny Audio Flamingo 3 captioner and a tiny CLAP scorer as folders, loadable like Hub ids by the
+    AF-AudioSet builder (`captioner=`, `clap=`).
+
+    Args:
+        folder (`str` or `os.PathLike`): where to write `af3/` and `clap/`.
+        seed (`int`, *optional*, defaults to 0): seed of both models' weights.
+
+    Returns:
+        `dict[str, str]`: the two folders, as `{"captioner": ..., "clap": ...}`.
+    """
+    from pipelines.tango_clap.debug import build_debug_clap_scorer
+
+    folder = Path(folder)
+    model, processor = build_debug_audio_flamingo3(seed=seed)
+    model.save_pretrained(folder / "af3")
+    processor.save_pretrained(folder / "af3")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        clap = build_debug_clap_scorer()
+    for part in clap.values():
+        part.save_pretrained(folder / "clap")
+    return {"captioner": str(folder / "af3"), "clap": str(folder / "clap")}

@@ -24,15 +24,24 @@ def space_folder() -> Path:
     return Path(__file__).resolve().parents[1] / "spaces"
 
 
-def load_space_app() -> ModuleType:
+def load_app_module(path: str | os.PathLike | None = None, name: str = "tango_af_space_app") -> ModuleType:
     """
-    Imports the Space's `app.py` from its file, as the Space itself runs it. (`import spaces.app` would depend on
-    which of two packages named `spaces` wins: this project's, or Hugging Face's ZeroGPU helpers.)
+    Imports a Space `app.py` from its file, as the Space itself runs it. (`import spaces.app` would depend on which of
+    two packages named `spaces` wins: this project's, or Hugging Face's ZeroGPU helpers.)
+
+    Args:
+        path (`str` or `os.PathLike`, *optional*):
+            The file; defaults to this installation's `spaces/app.py`. A copy elsewhere sees its own folder as the
+            Space (its `APP_DIR`).
+        name (`str`, *optional*, defaults to `"tango_af_space_app"`):
+            The module's name; a module already imported under it is returned as it is.
+
+    Returns:
+        `ModuleType`: the app module.
     """
-    name = "tango_af_space_app"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, space_folder() / "app.py")
+    spec = importlib.util.spec_from_file_location(name, Path(path) if path else space_folder() / "app.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # before running it, so that its dataclasses can find their module
     try:
@@ -100,7 +109,7 @@ def space_card(
         pinned=False,
         short_description="Text-to-audio with Tango-AF, candidates ranked by CLAP",
     )
-    limits = load_space_app().LIMITS
+    limits = load_app_module().LIMITS
     return SpaceCard.from_template(
         card_data,
         template_path=str(TEMPLATE_PATH),

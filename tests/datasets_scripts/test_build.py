@@ -17,12 +17,11 @@ from datasets_scripts import AFAudioSet, load_af_audioset
 from datasets_scripts import build as build_module
 from datasets_scripts.build import build_af_audioset, merge_shards
 from datasets_scripts.cli import main as cli_main
-from datasets_scripts.debug_models import build_debug_audio_flamingo3
+from datasets_scripts.debug_models import save_debug_af_audioset_models
 from datasets_scripts.released import import_released, read_released_captions
 from datasets_scripts.schema import TAU_PRESETS, config_name
 from datasets_scripts.scorer import ClapScorer
 from datasets_scripts.sources import clips_from_audio_dir
-from pipelines.tango_clap.debug import build_debug_clap_scorer
 
 NUM_CAPTIONS = 4
 
@@ -30,16 +29,7 @@ NUM_CAPTIONS = 4
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Tiny Audio Flamingo 3 and CLAP checkpoints saved as folders: loaded like Hub ids."""
-    root = tmp_path_factory.mktemp("models")
-    model, processor = build_debug_audio_flamingo3(seed=0)
-    model.save_pretrained(root / "af3")
-    processor.save_pretrained(root / "af3")
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        clap = build_debug_clap_scorer()
-    for part in clap.values():
-        part.save_pretrained(root / "clap")
-    return {"captioner": str(root / "af3"), "clap": str(root / "clap")}
+    return save_debug_af_audioset_models(tmp_path_factory.mktemp("models"), seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -320,25 +310,9 @@ def test_hugging_face_dataset_source(models, audio_dir, tmp_path):
     assert {s.clip_id for s in load_hf_source(str(tmp_path / "hf"), id_column="ytid")} == {"broken", "tone"}
 
 
-def test_push_uploads_the_folder_as_a_dataset_repo(built, monkeypatch):
-    import model_cards.publish as publish
-
-    calls = {}
-
-    class FakeApi:
-        def create_repo(self, repo_id, **kwargs):
-            calls["create"] = (repo_id, kwargs)
-            return type("Url", (), {"repo_id": repo_id})()
-
-        def upload_folder(self, **kwargs):
-            folder = Path(kwargs["folder_path"])
-            calls["upload"] = dict(kwargs, files={str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()})
-            return "commit"
-
-    monkeypatch.setattr(publish, "HfApi", lambda **kwargs: FakeApi())
-    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+def test_push_uploads_the_folder_as_a_dataset_repo(built, fake_hub):
     assert cli_main(["push", "--folder", str(built[0]), "--repo-id", "me/AF-AudioSet"]) == 0
-    assert calls["create"][1]["repo_type"] == "dataset"
-    assert calls["upload"]["repo_id"] == "me/AF-AudioSet" and calls["upload"]["repo_type"] == "dataset"
+    (_, repo, create), (_, _, upload) = fake_hub
+    assert repo == "me/AF-AudioSet" and create["repo_type"] == "dataset" and upload["repo_type"] == "dataset"
     shards = {str(p.relative_to(built[0])) for p in (built[0] / "data").glob("*.parquet")}
-    assert shards and shards <= calls["upload"]["files"] and "README.md" in calls["upload"]["files"]
+    assert shards and shards <= set(upload["files"]) and "README.md" in upload["files"]

@@ -2,6 +2,7 @@
 right arguments (against a patched `HfApi`)."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -11,43 +12,13 @@ import soundfile as sf
 import torch
 from datasets import load_dataset
 from diffusers import DiffusionPipeline
+from transformers import ClapModel
 
 import model_cards.publish as publish
 from datasets_scripts.build import build_af_audioset
-from datasets_scripts.debug_models import build_debug_audio_flamingo3
+from datasets_scripts.debug_models import save_debug_af_audioset_models
 from datasets_scripts.sources import clips_from_audio_dir
 from pipelines.generate import save_default_model
-from pipelines.tango_clap.debug import build_debug_clap_scorer
-
-SECRET = "hf_thisIsNotARealTokenButMustNeverBePrinted"
-
-
-class FakeHfApi:
-    """Records `create_repo` / `upload_folder` calls, and the files the upload would have sent."""
-
-    calls: list = []
-
-    def __init__(self, **kwargs):
-        self.kwargs = kwargs
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-        return type("RepoUrl", (), {"repo_id": repo_id if "/" in repo_id else f"me/{repo_id}"})()
-
-    def upload_folder(self, **kwargs):
-        folder = Path(kwargs["folder_path"])
-        files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-        self.calls.append(("upload_folder", kwargs["repo_id"], dict(kwargs, files=files)))
-        return type("Commit", (), {"commit_url": f"https://huggingface.co/{kwargs['repo_id']}/commit/abc"})()
-
-
-@pytest.fixture
-def hub(monkeypatch):
-    FakeHfApi.calls = []
-    monkeypatch.setattr(publish, "HfApi", FakeHfApi)
-    monkeypatch.setenv("HF_TOKEN", SECRET)
-    return FakeHfApi.calls
-
 
 def files_of(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
@@ -98,17 +69,18 @@ def test_model_dry_run_loads_with_remote_code_and_generates_like_the_source(trai
     assert 'from_pretrained("me/tango-af", trust_remote_code=True' in readme
 
 
-def test_model_push_stages_then_uploads_one_folder(trained_folder, hub, tmp_path, capsys):
+def test_model_push_stages_then_uploads_one_folder(trained_folder, fake_hub, tmp_path, capsys):
     dry = publish.publish_model(trained_folder, "me/tango-af", dry_run=tmp_path / "dry")
     url = publish.publish_model(trained_folder, "me/tango-af", private=True)
-    (create, repo, create_kwargs), (upload, upload_repo, upload_kwargs) = hub
+    (create, repo, create_kwargs), (upload, upload_repo, upload_kwargs) = fake_hub
     assert (create, repo, upload, upload_repo) == ("create_repo", "me/tango-af", "upload_folder", "me/tango-af")
     assert create_kwargs == {"repo_type": "model", "private": True, "exist_ok": True, "space_sdk": None}
     assert upload_kwargs["repo_type"] == "model"
     # Exactly what the dry run wrote.
     assert upload_kwargs["files"] == files_of(dry)
     assert url.endswith("/commit/abc")
-    assert SECRET not in capsys.readouterr().out + capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert os.environ["HF_TOKEN"] not in captured.out + captured.err
 
 
 def test_pickles_and_bad_folders_are_refused_by_name(trained_folder, tmp_path):
@@ -136,11 +108,11 @@ def test_cli_names_a_bad_evaluation_file(trained_folder, tmp_path, capsys):
     assert "nope.json" in capsys.readouterr().err
 
 
-def test_no_token_is_a_clear_error_and_nothing_is_uploaded(trained_folder, hub, monkeypatch, capsys):
+def test_no_token_is_a_clear_error_and_nothing_is_uploaded(trained_folder, fake_hub, monkeypatch, capsys):
     monkeypatch.delenv("HF_TOKEN")
     monkeypatch.setattr(publish, "get_token", lambda: None)
     assert publish.main(["model", "--folder", str(trained_folder), "--repo-id", "me/x"]) == 2
-    assert "HF_TOKEN" in capsys.readouterr().err and hub == []
+    assert "HF_TOKEN" in capsys.readouterr().err and fake_hub == []
 
 
 # ------------------------------------------------------------------------------------------------------- dataset
@@ -150,26 +122,21 @@ def test_no_token_is_a_clear_error_and_nothing_is_uploaded(trained_folder, hub, 
 def af_folder(tmp_path_factory):
     """AF-AudioSet built by the project's builder from tiny debug models over three clips."""
     root = tmp_path_factory.mktemp("af")
-    model, processor = build_debug_audio_flamingo3(seed=0)
-    model.save_pretrained(root / "af3")
-    processor.save_pretrained(root / "af3")
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        clap = build_debug_clap_scorer()
+    models = save_debug_af_audioset_models(root / "models", seed=0)
     # This random CLAP scores every caption near -0.5; negating its text projection puts them near +0.5, so that the
     # tau0.45 preset keeps some captions and drops others.
+    clap = ClapModel.from_pretrained(models["clap"])
     with torch.no_grad():
-        clap["clap_model"].text_projection.linear2.weight.neg_()
-        clap["clap_model"].text_projection.linear2.bias.neg_()
-    for part in clap.values():
-        part.save_pretrained(root / "clap")
+        clap.text_projection.linear2.weight.neg_()
+        clap.text_projection.linear2.bias.neg_()
+    clap.save_pretrained(models["clap"])
     clips = root / "clips"
     clips.mkdir()
     t = np.arange(3 * 16000) / 16000
     for name, freq in (("a", 300.0), ("b", 900.0), ("c", 2000.0)):
         sf.write(clips / f"{name}.wav", (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16000)
     output = root / "built"
-    build_af_audioset(clips_from_audio_dir(clips), output, captioner=str(root / "af3"), clap=str(root / "clap"),
+    build_af_audioset(clips_from_audio_dir(clips), output, captioner=models["captioner"], clap=models["clap"],
                       num_captions=6, unit_size=2, batch_size=2, max_new_tokens=5)  # fmt: skip
     (output / "data" / ".unfinished.parquet.tmp").write_bytes(b"partial")
     return output
@@ -195,10 +162,10 @@ def test_unfinished_dataset_is_refused_with_the_missing_units(af_folder, tmp_pat
         publish.stage_dataset(folder, tmp_path / "out")
 
 
-def test_dataset_push_is_a_dataset_repo(af_folder, hub):
+def test_dataset_push_is_a_dataset_repo(af_folder, fake_hub):
     publish.publish_dataset(af_folder, "me/AF-AudioSet")
-    assert hub[0][2]["repo_type"] == "dataset" and hub[1][2]["repo_type"] == "dataset"
-    assert any(f.startswith("data/") and f.endswith(".parquet") for f in hub[1][2]["files"])
+    assert fake_hub[0][2]["repo_type"] == "dataset" and fake_hub[1][2]["repo_type"] == "dataset"
+    assert any(f.startswith("data/") and f.endswith(".parquet") for f in fake_hub[1][2]["files"])
 
 
 # ------------------------------------------------------------------------------------------------------- space
@@ -221,7 +188,6 @@ def wait_for_app(url: str, process, timeout: float = 180.0):
 
 
 def test_space_dry_run_starts_from_its_folder_and_generates(tmp_path):
-    import os
     import socket
     import subprocess
     import sys
@@ -269,9 +235,9 @@ def test_space_links_a_hub_model_or_embeds_a_folder(trained_folder, tmp_path):
         publish.stage_space(tmp_path / "bad", model=str(trained_folder / "model_index.json"))
 
 
-def test_space_push_creates_a_gradio_space(hub, tmp_path):
+def test_space_push_creates_a_gradio_space(fake_hub, tmp_path):
     dry = publish.publish_space("me/tango-af", model="me/tango", dry_run=tmp_path / "dry")
     publish.publish_space("me/tango-af", model="me/tango")
-    (_, repo, create_kwargs), (_, _, upload_kwargs) = hub
+    (_, repo, create_kwargs), (_, _, upload_kwargs) = fake_hub
     assert repo == "me/tango-af" and create_kwargs["repo_type"] == "space" and create_kwargs["space_sdk"] == "gradio"
     assert upload_kwargs["repo_type"] == "space" and upload_kwargs["files"] == files_of(dry)

@@ -3,7 +3,7 @@
 import gradio
 from huggingface_hub import SpaceCard
 
-from model_cards.space_card import load_space_app, space_card, space_folder
+from model_cards.space_card import load_app_module, space_card, space_folder
 
 
 def test_committed_space_readme_is_the_rendered_card():
@@ -22,7 +22,7 @@ def test_space_metadata_is_valid_and_names_what_the_hub_needs():
 
 
 def test_limits_table_shows_the_apps_limits():
-    limits = load_space_app().LIMITS
+    limits = load_app_module().LIMITS
     text = space_card().text
     assert f"| prompt and negative prompt | at most {limits.max_prompt_chars} characters |" in text
     assert f"| duration | {limits.min_duration_s:g} to {limits.max_duration_s:g} s |" in text

@@ -1,13 +1,13 @@
 """Fixtures for the Space: the app module loaded from its file, a tiny saved pipeline, and a launched app."""
 
 import contextlib
-import importlib.util
 import socket
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
+
+from model_cards import space_card
 
 APP_PATH = Path(__file__).resolve().parents[2] / "spaces" / "app.py"
 
@@ -16,19 +16,8 @@ FAST = {"duration_s": 1.0, "steps": 2}
 
 
 def load_app_module(path: Path = APP_PATH, name: str | None = None):
-    """Imports `app.py` from its file, as the Space runs it: the project's package `spaces` is not involved, and a
-    copy in another folder sees that folder as its own (`APP_DIR`)."""
-    name = name or f"tango_af_space_app_{uuid.uuid4().hex[:8]}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    # Registered before running so that dataclasses can find the module by name.
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    return module
+    """Imports `app.py` from its file, as the Space runs it, under a fresh module name unless one is given."""
+    return space_card.load_app_module(path, name or f"tango_af_space_app_{uuid.uuid4().hex[:8]}")
 
 
 def free_port() -> int:

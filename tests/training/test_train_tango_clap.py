@@ -286,36 +286,21 @@ def test_a_killed_precompute_job_continues_after_its_last_whole_shard(workspace,
         torch.testing.assert_close(again[i]["latent_mean"], whole[i]["latent_mean"])
 
 
-def test_push_to_hub_uploads_the_final_folder(workspace, tmp_path, monkeypatch):
-    import model_cards.publish as publish
+def test_push_to_hub_uploads_the_final_folder(workspace, tmp_path, fake_hub):
     from training.train_tango_clap import main
 
     base, manifest, _ = workspace
-    calls = {}
-
-    class FakeApi:
-        def create_repo(self, repo_id, **kwargs):
-            calls["create"] = (repo_id, kwargs)
-            return type("Url", (), {"repo_id": repo_id})()
-
-        def upload_folder(self, **kwargs):
-            folder = Path(kwargs["folder_path"])
-            calls.update(kwargs, files=sorted(str(p.relative_to(folder)) for p in folder.rglob("*")))
-            return "commit"
-
-    monkeypatch.setattr(publish, "HfApi", lambda **kwargs: FakeApi())
-    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
     output = tmp_path / "pushed"
     extra = ["--checkpointing_steps", "1", "--push_to_hub", "--hub_model_id", "someone/tango-ft", "--cpu"]
     main(tester.args(base, manifest, output, 2, *extra))
 
-    assert calls["create"][0] == "someone/tango-ft" and calls["create"][1]["repo_type"] == "model"
-    assert calls["repo_id"] == "someone/tango-ft" and calls["repo_type"] == "model"
-    assert {"model_index.json", "pipeline.py", "README.md", "training_summary.json"} <= set(calls["files"])
-    assert any(f.startswith("unet/") for f in calls["files"])
+    (_, repo, create), (_, upload_repo, upload) = fake_hub
+    assert repo == upload_repo == "someone/tango-ft" and create["repo_type"] == upload["repo_type"] == "model"
+    assert {"model_index.json", "pipeline.py", "README.md", "training_summary.json"} <= set(upload["files"])
+    assert any(f.startswith("unet/") for f in upload["files"])
     # Only what users load is uploaded: the output folder's checkpoints and logs stay behind.
     assert any(p.name.startswith("checkpoint-") for p in output.iterdir())
-    assert not any(f.startswith(("checkpoint-", "logs")) for f in calls["files"])
+    assert not any(f.startswith(("checkpoint-", "logs")) for f in upload["files"])
 
 
 @pytest.mark.parametrize(
