@@ -249,6 +249,7 @@ def write_pipeline_card(
     evaluations: Sequence[tuple[str, Mapping[str, Any]]] = (),
     license: str | None = None,
     title: str | None = None,
+    notes: str | None = None,
 ) -> ModelCard:
     """
     Writes `README.md` into a pipeline folder (or a LoRA adapter folder written by the training script).
@@ -265,6 +266,8 @@ def write_pipeline_card(
             are in the model's lineage, else `other` with a note that none was chosen.
         title (`str`, *optional*):
             The card's heading; defaults to the repo's name.
+        notes (`str`, *optional*):
+            Markdown placed after the evaluation, e.g. a study the model comes from (its own `##` headings).
 
     Returns:
         `ModelCard`: the card written.
@@ -342,6 +345,7 @@ def write_pipeline_card(
         evaluations=rendered_evaluations,
         clap_section=(TEMPLATES / "clap_section.md").read_text().strip(),
         license_note=license_note,
+        notes=(notes or "").strip(),
     )
     card.save(folder / "README.md")
     return card

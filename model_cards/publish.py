@@ -36,7 +36,15 @@ logger = logging.getLogger(__name__)
 # Formats that are unpickled to load: never published (the project writes safetensors only).
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # Top-level files of a pipeline folder that users or its card need; component folders come from model_index.json.
-MODEL_FILES = ("model_index.json", "pipeline.py", TRAINING_SUMMARY_NAME, CONVERSION_RECORD_NAME, LORA_WEIGHTS_NAME)
+MODEL_FILES = (
+    "model_index.json",
+    "pipeline.py",
+    TRAINING_SUMMARY_NAME,
+    CONVERSION_RECORD_NAME,
+    LORA_WEIGHTS_NAME,
+    # Prompts in the model's own vocabulary, which the Space offers as examples.
+    "example_prompts.json",
+)
 # What an AF-AudioSet folder publishes: its shards, failure lists, statistics, plots and build records.
 DATASET_ENTRIES = (
     "data",
@@ -115,6 +123,12 @@ def copy_pipeline_folder(folder: str | os.PathLike, output: str | os.PathLike) -
     for name in list(MODEL_FILES) + components:
         if (folder / name).exists():
             _copy(folder / name, output / name)
+    if index_path.is_file() and not (folder / "pipeline.py").exists():
+        # A folder kept inside the project (the embedded default) leaves out its copy of the pipeline's source;
+        # what is published must carry it for `trust_remote_code=True`.
+        from pipelines.tango_clap import pipeline_tango_clap
+
+        shutil.copyfile(pipeline_tango_clap.__file__, output / "pipeline.py")
     return output
 
 

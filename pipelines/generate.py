@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,8 +24,11 @@ from .tango_clap.debug import DEBUG_MODEL_ID, get_debug_pipeline
 
 logger = logging.getLogger(__name__)
 
-# The embedded default: the untrained debug model, until a trained small model ships with the project.
-DEFAULT_MODEL = DEBUG_MODEL_ID
+MICRO_MODEL_ID = "micro"
+# Where `python -m training.micro.reproduce --install-default` puts its best model (safetensors, a few MB).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "tango_clap" / "default_model"
+# The embedded default: the micro-reproduction model when it ships with the package, else the untrained debug model.
+DEFAULT_MODEL = MICRO_MODEL_ID if (DEFAULT_MODEL_DIR / "model_index.json").is_file() else DEBUG_MODEL_ID
 
 SCHEDULERS = {
     "default": None,
@@ -47,7 +51,8 @@ def load_pipeline(
 
     Args:
         model (`str`, *optional*, defaults to `"debug"`):
-            A pipeline folder, a Hub repo id, or `"debug"` for the tiny untrained model built in code.
+            A pipeline folder, a Hub repo id, `"micro"` for the embedded micro-reproduction model, or `"debug"` for
+            the tiny untrained model built in code.
         device (`str`, *optional*):
             Where to run; defaults to CUDA when available, else the CPU.
         dtype (`torch.dtype`, *optional*, defaults to `torch.float32`):
@@ -62,6 +67,10 @@ def load_pipeline(
         pipe = get_debug_pipeline()
         if dtype != torch.float32:
             pipe.to(dtype=dtype)
+    elif model == MICRO_MODEL_ID:
+        if not (DEFAULT_MODEL_DIR / "model_index.json").is_file():
+            raise ValueError(f"Model 'micro' is not installed at {os.fspath(DEFAULT_MODEL_DIR)!r}.")
+        pipe = TangoCLAPPipeline.from_pretrained(DEFAULT_MODEL_DIR, torch_dtype=dtype)
     else:
         if not os.path.isdir(model) and os.path.exists(model):
             raise ValueError(f"--model {model!r} is a file; give a pipeline folder or a Hub repo id.")
@@ -73,19 +82,26 @@ def load_pipeline(
     return pipe.to(device)
 
 
-def save_default_model(folder: str | os.PathLike) -> Path:
+def save_default_model(folder: str | os.PathLike, model: str = DEFAULT_MODEL) -> Path:
     """
-    Writes the embedded default model (today the untrained `debug` pipeline) as an ordinary pipeline folder, so
-    that what needs a folder (the Space, publishing) loads it through `from_pretrained` like any checkpoint.
+    Writes the embedded default model (the trained micro-reproduction model when installed, else the untrained
+    `debug` pipeline) as an ordinary pipeline folder, with its `pipeline.py`, so that what needs a folder (the Space,
+    publishing) loads it through `from_pretrained` like any checkpoint.
 
     Args:
         folder (`str` or `os.PathLike`): where to save it (created if needed).
+        model (`str`, *optional*, defaults to `DEFAULT_MODEL`): `"micro"` or `"debug"`.
 
     Returns:
         `Path`: the folder.
     """
     folder = Path(folder)
-    load_pipeline(DEFAULT_MODEL, device="cpu").save_pretrained(folder)
+    load_pipeline(model, device="cpu").save_pretrained(folder)
+    if model == MICRO_MODEL_ID:
+        # Records and example prompts travel with the weights (the Space offers the prompts).
+        for name in ("example_prompts.json", "training_summary.json", "micro_reproduction.json", "README.md"):
+            if (DEFAULT_MODEL_DIR / name).is_file():
+                shutil.copyfile(DEFAULT_MODEL_DIR / name, folder / name)
     return folder
 
 
@@ -96,7 +112,11 @@ def output_paths(out: Path, count: int) -> list[Path]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Generate audio from text with a TangoCLAP pipeline.")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="Pipeline folder, Hub id, or 'debug' (untrained).")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"Pipeline folder, Hub id, 'micro' (embedded, trained) or 'debug' (untrained); default {DEFAULT_MODEL!r}.",
+    )
     parser.add_argument("--prompt", required=True, help="What the audio should contain.")
     parser.add_argument("--negative-prompt", default=None, help="What to steer away from.")
     parser.add_argument("--seconds", type=float, default=10.0, help="Length of the audio in seconds.")
@@ -122,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         logger.warning(
             "Model 'debug' is a tiny UNTRAINED pipeline built in code: its audio is noise. "
             "Pass --model with a trained pipeline folder or Hub id for real audio."
+        )
+    elif args.model == MICRO_MODEL_ID:
+        logger.info(
+            "Model 'micro' was trained on the procedural micro world only (13 synthetic sound classes: tones, chirps, "
+            "sirens, bells, drums, rain, engines, ...); see pipelines/tango_clap/default_model/README.md."
         )
     generator = torch.Generator(device="cpu").manual_seed(args.seed)
     started = time.perf_counter()

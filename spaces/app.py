@@ -163,6 +163,9 @@ EXAMPLE_PROMPTS = [
     "Wind blows hard as waves crash onto the shore",
 ]
 
+# A model folder may carry prompts in its own vocabulary (the embedded micro model knows only its world's sounds).
+EXAMPLE_PROMPTS_NAME = "example_prompts.json"
+
 MEL_COLORMAP = "magma"
 MEL_IMAGE_MIN_HEIGHT = 256
 MEL_IMAGE_MIN_WIDTH = 512
@@ -250,6 +253,32 @@ def display_name(model: str) -> str:
     """What the settings show as the model: a Hub id as is, a local folder by its name (no server paths)."""
     path = Path(model)
     return path.resolve().name if path.is_dir() else model
+
+
+def example_prompts(model: str) -> list[str]:
+    """
+    The example prompts to offer: the model folder's `example_prompts.json` (a JSON list of prompts) when it has
+    one, else `EXAMPLE_PROMPTS`.
+
+    Args:
+        model (`str`): a Hub id or a pipeline folder.
+
+    Returns:
+        `list[str]`
+
+    Raises:
+        `ValueError`: when the folder's file is not a non-empty JSON list of non-empty strings.
+    """
+    path = Path(model) / EXAMPLE_PROMPTS_NAME
+    if not path.is_file():
+        return list(EXAMPLE_PROMPTS)
+    try:
+        prompts = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
+        raise ValueError(f"{path} must hold a non-empty JSON list of non-empty strings, got {prompts!r:.200}.")
+    return [p.strip() for p in prompts]
 
 
 def load_pipeline(model: str) -> DiffusionPipeline:
@@ -480,7 +509,9 @@ class OutputFolders:
 # ---------------------------------------------------------------------------------------------------- the app
 
 
-def build_demo(pipe: DiffusionPipeline, model_name: str, limits: Limits | None = None) -> gr.Blocks:
+def build_demo(
+    pipe: DiffusionPipeline, model_name: str, limits: Limits | None = None, examples: list[str] | None = None
+) -> gr.Blocks:
     """
     Builds the Space around an already loaded pipeline; the event is exposed to the API as `/generate`.
 
@@ -492,6 +523,8 @@ def build_demo(pipe: DiffusionPipeline, model_name: str, limits: Limits | None =
             What the settings report as the model.
         limits (`Limits`, *optional*, defaults to `LIMITS`):
             Input ranges and queue sizes.
+        examples (`list[str]`, *optional*, defaults to `EXAMPLE_PROMPTS`):
+            Example prompts shown under the prompt box.
 
     Returns:
         `gr.Blocks`: the app with its queue configured; call `launch()` on it (theme and CSS: `THEME`, `CSS`).
@@ -669,7 +702,7 @@ def build_demo(pipe: DiffusionPipeline, model_name: str, limits: Limits | None =
                     random_seed_box = gr.Checkbox(value=DEFAULTS.random_seed, label="Random seed")
                 generate_button = gr.Button("Generate", variant="primary")
                 gr.Examples(
-                    examples=[[p] for p in EXAMPLE_PROMPTS],
+                    examples=[[p] for p in (examples or EXAMPLE_PROMPTS)],
                     inputs=[prompt_box],
                     label="Example prompts",
                     cache_examples=False,
@@ -764,7 +797,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     logger.info("Loading model %s", model)
     pipe = load_pipeline(model)
-    demo = build_demo(pipe, display_name(model))
+    demo = build_demo(pipe, display_name(model), examples=example_prompts(model))
     demo.launch(server_name=args.host, server_port=args.port, theme=THEME, css=CSS)
 
 

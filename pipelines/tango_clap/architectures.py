@@ -55,6 +55,16 @@ TANGO_UNET_SIZES: dict[str, dict[str, Any]] = {
         "layers_per_block": 1,
         "norm_num_groups": 32,
     },
+    # The micro-world model (`training.micro.reproduce`): the debug widths, with text cross-attention only at the
+    # coarser level. Self-attention over the 1,024 first-level latent positions was half of a CPU training step.
+    "micro": {
+        "block_out_channels": [32, 64],
+        "attention_head_dim": [2, 4],
+        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+        "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+        "layers_per_block": 1,
+        "norm_num_groups": 32,
+    },
 }
 
 # Text encoder widths that set the UNet's `cross_attention_dim` (hidden size of the last hidden state).

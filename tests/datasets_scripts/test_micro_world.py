@@ -468,3 +468,8 @@ def test_classes_mentioned_reads_back_every_reference_caption():
     assert classes_mentioned("A bass drum thumps while rain patters") == {"drum", "rain"}
     assert classes_mentioned("two sirens wail over a hum") == {"siren", "hum"}
     assert classes_mentioned("something unrecognisable") == set()
+    assert classes_mentioned("A referee's whistle blows over the sound of rainfall") == {"whistle", "rain"}
+    assert classes_mentioned("A high-pitched pennywhistle plays") == {"whistle"}
+    assert classes_mentioned("The sound of a SINE TONE") == {"tone"}
+    # Words that merely share letters with a class name do not name it.
+    assert classes_mentioned("Something humming and chiming") == set()

@@ -125,6 +125,13 @@ def test_converted_checkpoint_names_its_source(folder):
     assert "Not evaluated yet" in card.text and card.data.eval_results is None
 
 
+def test_notes_go_between_the_evaluation_and_the_intended_use(folder):
+    text = write_pipeline_card(folder, notes="## Where it comes from\n\n| run | score |\n| --- | ---: |\n| a | 1 |\n").text
+    assert text.index("## Evaluation") < text.index("## Where it comes from") < text.index("## Intended use")
+    assert "| a | 1 |" in text
+    assert "## Where it comes from" not in write_pipeline_card(folder).text
+
+
 def test_lora_folder_card_loads_the_adapter_onto_its_base(tmp_path):
     from safetensors.numpy import save_file
     import numpy as np

@@ -32,7 +32,7 @@ def test_candidates_go_to_numbered_files(tmp_path):
 def test_a_saved_folder_gives_the_same_audio_as_the_debug_model(tmp_path):
     folder = tmp_path / "model"
     get_debug_pipeline().save_pretrained(folder)
-    main(["--prompt", "wind", *FAST, "--out", str(tmp_path / "debug.wav")])
+    main(["--model", "debug", "--prompt", "wind", *FAST, "--out", str(tmp_path / "debug.wav")])
     main(["--model", str(folder), "--prompt", "wind", *FAST, "--out", str(tmp_path / "folder.wav")])
     np.testing.assert_allclose(sf.read(tmp_path / "debug.wav")[0], sf.read(tmp_path / "folder.wav")[0], atol=1e-4)
 

@@ -515,6 +515,31 @@ def test_main_loads_the_model_and_launches_on_the_given_address(app, tiny_model_
     assert any(f"`{tiny_model_dir.name}`" in str(getattr(block, "value", "")) for block in demo.blocks.values())
 
 
+def _example_samples(demo) -> list[list[str]]:
+    (dataset,) = [block for block in demo.blocks.values() if type(block).__name__ == "Dataset"]
+    return [list(sample) for sample in dataset.samples]
+
+
+def test_a_model_folder_brings_its_own_example_prompts(app, tiny_model_dir, tmp_path, monkeypatch):
+    launches = []
+    monkeypatch.setattr(app.gr.Blocks, "launch", lambda self, **kwargs: launches.append(self))
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "example_prompts.json").write_text(json.dumps(["A siren wails", " A bell rings "]))
+    app.main(["--model", str(folder)])
+    assert _example_samples(launches[-1]) == [["A siren wails"], ["A bell rings"]]
+    # Without the file (or for a Hub id), the AudioCaps-style prompts.
+    assert app.example_prompts(str(tiny_model_dir)) == app.EXAMPLE_PROMPTS
+    assert app.example_prompts("org/some-model") == app.EXAMPLE_PROMPTS
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", json.dumps(["ok", ""]), json.dumps({"prompts": ["a"]})])
+def test_a_broken_example_prompts_file_is_named(app, tmp_path, content):
+    (tmp_path / "example_prompts.json").write_text(content)
+    with pytest.raises(ValueError, match="example_prompts.json"):
+        app.example_prompts(str(tmp_path))
+
+
 def test_host_and_port_default_to_the_spaces_environment(app, monkeypatch):
     monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
     monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)

@@ -1,0 +1,126 @@
+"""Evaluation of micro-world text-to-audio models with the world's own backbones, through the project's evaluation
+code (`pipelines.evaluation`): FD on the ground-truth event classifier's embeddings (the role PANNs plays on
+AudioSet), the CLAP score with the world's CLAP, and how often the classifier hears exactly the prompted events."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from pipelines.evaluation.metrics import clap_score, frechet_distance
+
+from .classifier import MicroEventClassifier
+
+GENERATED_DIR = "generated"
+
+
+def evaluate_micro_audio(
+    audios: Sequence[np.ndarray],
+    clips: Sequence[Any],
+    classifier: str | os.PathLike,
+    clap: str | os.PathLike,
+    reference: Sequence[np.ndarray] | None = None,
+) -> dict[str, float]:
+    """
+    Metrics of audio made for the captions of `clips` (world `MicroClip`s, in the same order).
+
+    Args:
+        audios (`Sequence[np.ndarray]`): one 16 kHz clip per test clip, made from its caption.
+        clips (`Sequence[MicroClip]`): the test clips (captions, ground truth, real audio).
+        classifier (`str` or `os.PathLike`): a `MicroEventClassifier` folder.
+        clap (`str` or `os.PathLike`): the world's CLAP folder.
+        reference (`Sequence[np.ndarray]`, *optional*): the audio FD compares against; the test clips' own audio by
+            default.
+
+    Returns:
+        `dict[str, float]`: `FD`, `CLAP`, `event_accuracy` (the classifier's set of events equals the prompted one)
+        and `event_recall` (prompted events heard).
+    """
+    from datasets_scripts.micro_world import CLASSES
+    from datasets_scripts.scorer import ClapScorer
+
+    if len(audios) != len(clips):
+        raise ValueError(f"Got {len(audios)} clips of audio for {len(clips)} captions.")
+    model = MicroEventClassifier.from_pretrained(classifier)
+    reference = [c.audio for c in clips] if reference is None else reference
+    with torch.no_grad():
+        fd = frechet_distance(np.asarray(model.embed(list(audios))), np.asarray(model.embed(list(reference))))
+        probabilities = np.asarray(model.predict_proba(list(audios)))
+    heard = [{CLASSES[i] for i in np.flatnonzero(p >= 0.5)} for p in probabilities]
+    prompted = [set(c.classes) for c in clips]
+    scorer = ClapScorer.from_pretrained(str(clap))
+    score = clap_score(scorer.embed_audio(list(audios)), scorer.embed_text([c.caption for c in clips]))
+    return {
+        "FD": float(fd),
+        "CLAP": float(score),
+        "event_accuracy": float(np.mean([h == p for h, p in zip(heard, prompted)])),
+        "event_recall": float(np.mean([len(h & p) / len(p) for h, p in zip(heard, prompted)])),
+    }
+
+
+def evaluate_micro_pipeline(
+    model: str | os.PathLike,
+    clips: Sequence[Any],
+    classifier: str | os.PathLike,
+    clap: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    num_inference_steps: int = 25,
+    guidance_scale: float = 3.0,
+    seed: int = 0,
+    scheduler: str = "dpmsolver++",
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """
+    Generates one clip per test caption (seeded per clip, resumable, `pipelines.evaluation.evaluate_pipeline`) and
+    evaluates them with [`evaluate_micro_audio`].
+
+    Args:
+        model (`str` or `os.PathLike`): a TangoCLAPPipeline folder.
+        clips (`Sequence[MicroClip]`): the test clips.
+        classifier, clap (`str` or `os.PathLike`): the world's backbones.
+        output_dir (`str` or `os.PathLike`): where `generated/<clip_id>.wav` go.
+        num_inference_steps (`int`, *optional*, defaults to 25): sampler steps.
+        guidance_scale (`float`, *optional*, defaults to 3.0): classifier-free guidance.
+        seed (`int`, *optional*, defaults to 0): seed of every clip's noise.
+        scheduler (`str`, *optional*, defaults to `"dpmsolver++"`): a sampler of `pipelines.generate.SCHEDULERS`.
+        batch_size (`int`, *optional*, defaults to 16): captions per pipeline call.
+
+    Returns:
+        `dict[str, Any]`: the metrics, the sampler settings and `generate_seconds`.
+    """
+    import time
+
+    from pipelines.evaluation.evaluate_pipeline import generate_clips
+    from pipelines.generate import load_pipeline
+
+    pipe = load_pipeline(str(model), device="cpu", scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    folder = Path(output_dir) / GENERATED_DIR
+    started = time.perf_counter()
+    seconds = len(clips[0].audio) / clips[0].sampling_rate
+    generate_clips(
+        pipe,
+        {c.clip_id: c.caption for c in clips},
+        folder,
+        seed=seed,
+        batch_size=batch_size,
+        num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
+        audio_length_in_s=seconds,
+    )
+    elapsed = time.perf_counter() - started
+    audios = [sf.read(folder / f"{c.clip_id}.wav", dtype="float32")[0] for c in clips]
+    metrics = evaluate_micro_audio(audios, clips, classifier, clap)
+    return {
+        **metrics,
+        "scheduler": scheduler,
+        "num_inference_steps": num_inference_steps,
+        "guidance_scale": guidance_scale,
+        "generate_seconds": round(elapsed, 1),
+    }
