@@ -27,9 +27,9 @@ setup:
 	$(PIP) install -q -e ".[test]"
 
 demo: setup
-	HF_HUB_OFFLINE=1 $(PYTHON) -m pipelines.generate --scheduler dpmsolver++ \
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pipelines.generate \
 		--prompt "A loud siren wails, then a bell rings" \
-		--seconds 2.56 --steps 25 --num-waveforms 2 --seed 0 --out $(DEMO_OUT)
+		--seconds 2.56 --steps 10 --num-waveforms 2 --seed 0 --out $(DEMO_OUT)
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest

@@ -49,7 +49,7 @@ FINE_TUNING = {
 
 @pytest.fixture(scope="module")
 def pipeline_folder(tmp_path_factory):
-    return save_default_model(tmp_path_factory.mktemp("default") / "pipe")
+    return save_default_model(tmp_path_factory.mktemp("default") / "pipe", model="debug")
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import model_cards.publish as publish
 from datasets_scripts.build import build_af_audioset
 from datasets_scripts.debug_models import save_debug_af_audioset_models
 from datasets_scripts.sources import clips_from_audio_dir
-from pipelines.generate import save_default_model
+from pipelines.generate import DEFAULT_MODEL_DIR, save_default_model
 
 def files_of(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
@@ -27,7 +27,7 @@ def files_of(folder: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def trained_folder(tmp_path_factory):
     """A pipeline folder as training leaves it: the pipeline, its record, checkpoints, logs and validation audio."""
-    folder = save_default_model(tmp_path_factory.mktemp("trained") / "out")
+    folder = save_default_model(tmp_path_factory.mktemp("trained") / "out", model="debug")
     record = {"steps": 8, "data": [{"kind": "af_audioset", "path": "me/AF-AudioSet", "tau": 0.45, "top_k": 3}],
               "base_model": "declare-lab/tango", "unet_from_scratch": "debug", "batch_size": 4, "learning_rate": 1e-4}  # fmt: skip
     (folder / "training_summary.json").write_text(json.dumps(record))
@@ -195,6 +195,11 @@ def test_space_dry_run_starts_from_its_folder_and_generates(tmp_path):
     staged = publish.publish_space("me/tango-af", datasets=["me/AF-AudioSet"], dry_run=tmp_path / "space")
     assert {"app.py", "requirements.txt", "README.md", "model/model_index.json"} <= set(files_of(staged))
     assert not (staged / "space_config.json").exists()
+    # The embedded default brings its example prompts, in its own vocabulary, for the app to offer.
+    if (DEFAULT_MODEL_DIR / "example_prompts.json").is_file():
+        assert (staged / "model" / "example_prompts.json").read_text() == (
+            DEFAULT_MODEL_DIR / "example_prompts.json"
+        ).read_text()
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

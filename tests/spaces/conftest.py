@@ -48,7 +48,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """The embedded untrained debug TangoCLAPPipeline (with CLAP scoring parts), saved as an ordinary folder."""
     from pipelines.generate import save_default_model
 
-    return save_default_model(tmp_path_factory.mktemp("tiny_model"))
+    return save_default_model(tmp_path_factory.mktemp("tiny_model"), model="debug")
 
 
 @pytest.fixture(scope="session")

@@ -66,6 +66,10 @@ class ReproductionConfig:
         batch_size (`int`): TangoCLAP batch size.
         unet_size (`str`): a key of `TANGO_UNET_SIZES`.
         eval_steps (`int`) / eval_guidance (`float`): DPM-Solver++ steps and guidance of the evaluation.
+        sampler_settings (`tuple[tuple[str, int], ...]`): the samplers and step counts the best model is swept over
+            (the first is the baseline: Tango's DDPM at 200 steps); the shipped default is the cheapest one whose
+            FD is within `fd_tolerance` (relative) and event accuracy within `accuracy_tolerance` (absolute) of
+            the baseline's.
         seed (`int`): seed of every training run.
     """
 
@@ -88,6 +92,17 @@ class ReproductionConfig:
     unet_size: str = "micro"
     eval_steps: int = 25
     eval_guidance: float = 3.0
+    sampler_settings: tuple[tuple[str, int], ...] = (
+        ("ddpm", 200),
+        ("ddim", 10),
+        ("ddim", 25),
+        ("ddim", 50),
+        ("dpmsolver++", 10),
+        ("dpmsolver++", 25),
+        ("dpmsolver++", 50),
+    )
+    fd_tolerance: float = 0.1
+    accuracy_tolerance: float = 0.05
     seed: int = 0
 
 
@@ -108,6 +123,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "finetune_steps": 1,
         "batch_size": 4,
         "eval_steps": 2,
+        "sampler_settings": (("ddpm", 4), ("dpmsolver++", 2)),
     },
 }
 
@@ -294,7 +310,18 @@ def train_run(config: ReproductionConfig, root: Path, run: dict[str, Any], out: 
     from_scratch = ["--pretrained_model_name_or_path", str(root / "base"), "--unet_from_scratch", config.unet_size]
     if run["pretraining"] is None:
         steps = config.pretrain_steps + config.finetune_steps
-        _train([*from_scratch, "--train_data", captioned, "--max_train_steps", str(steps), "--output_dir", str(out), *common])
+        _train(
+            [
+                *from_scratch,
+                "--train_data",
+                captioned,
+                "--max_train_steps",
+                str(steps),
+                "--output_dir",
+                str(out),
+                *common,
+            ]
+        )
         return {"steps": steps}
     sources = [af] if run["pretraining"] == "af_audioset" else [af, captioned]
     pretrained = out.parent / f".{out.name}.pretrained"
@@ -307,7 +334,15 @@ def train_run(config: ReproductionConfig, root: Path, run: dict[str, Any], out: 
     return {"steps": config.pretrain_steps + config.finetune_steps}
 
 
-def evaluate_run(config: ReproductionConfig, root: Path, model: Path, out: Path) -> dict[str, Any]:
+def evaluate_run(
+    config: ReproductionConfig,
+    root: Path,
+    model: Path,
+    out: Path,
+    scheduler: str = "dpmsolver++",
+    steps: int | None = None,
+) -> dict[str, Any]:
+    """One model on every test caption (one clip each, seeded per clip) with the world's backbones."""
     from .evaluation import evaluate_micro_pipeline
 
     test = world_clips(config, "test")
@@ -317,10 +352,44 @@ def evaluate_run(config: ReproductionConfig, root: Path, model: Path, out: Path)
         classifier=root / "classifier",
         clap=root / "clap",
         output_dir=out,
-        num_inference_steps=config.eval_steps,
+        num_inference_steps=config.eval_steps if steps is None else steps,
         guidance_scale=config.eval_guidance,
         seed=config.seed,
+        scheduler=scheduler,
     )
+
+
+def best_model(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The study's best model: most test captions whose events the classifier hears exactly, then CLAP score."""
+    return max(results, key=lambda r: (r["event_accuracy"], r["CLAP"]))
+
+
+def sampler_sweep(config: ReproductionConfig, root: Path, name: str) -> list[dict[str, Any]]:
+    """Every sampler setting of `config` on model `name`, each a resumable stage under `samplers/<name>/`."""
+    rows = []
+    for scheduler, steps in config.sampler_settings:
+        record = run_stage(
+            root,
+            f"samplers/{name}/{scheduler}-{steps}",
+            lambda out, s=scheduler, n=steps: evaluate_run(config, root, root / "models" / name, out, s, n),
+        )
+        rows.append({**record, "scheduler": scheduler, "num_inference_steps": steps})
+    return rows
+
+
+def choose_sampler(rows: list[dict[str, Any]], fd_tolerance: float, accuracy_tolerance: float) -> dict[str, Any]:
+    """
+    The cheapest setting (fewest steps, then fastest) whose FD is at most `(1 + fd_tolerance)` times the baseline's
+    (the first row) and whose event accuracy is at most `accuracy_tolerance` below it; the baseline if none is.
+    """
+    base = rows[0]
+    good = [
+        r
+        for r in rows
+        if r["FD"] <= base["FD"] * (1 + fd_tolerance)
+        and r["event_accuracy"] >= base["event_accuracy"] - accuracy_tolerance
+    ]
+    return min(good or [base], key=lambda r: (r["num_inference_steps"], r["generate_seconds"]))
 
 
 def _jsonable(value: Any) -> Any:
@@ -362,7 +431,7 @@ def reproduce(config: ReproductionConfig, output: str | os.PathLike) -> dict[str
         ("classifier", lambda out: stage_classifier(config, out)),
         ("base", lambda out: stage_base_pipeline(config, root, out)),
     ]
-    progress = tqdm(total=len(steps) + 2 * (len(config.tau_quantiles) + 2) + 1, desc="micro reproduction")
+    progress = tqdm(total=len(steps) + 2 * (len(config.tau_quantiles) + 2) + 2, desc="micro reproduction")
     for name, build in steps:
         progress.set_postfix_str(name)
         records[name] = run_stage(root, name, build)
@@ -380,6 +449,11 @@ def reproduce(config: ReproductionConfig, output: str | os.PathLike) -> dict[str
     reference = run_stage(root, "eval/real-test-audio", lambda out: evaluate_reference(config, root, out))
     vocoded = run_stage(root, "eval/vocoded-test-audio", lambda out: evaluate_reconstruction(config, root, out))
     progress.update()
+    best = best_model(results)["name"]
+    progress.set_postfix_str(f"samplers of {best}")
+    samplers = sampler_sweep(config, root, best)
+    chosen = choose_sampler(samplers, config.fd_tolerance, config.accuracy_tolerance)
+    progress.update()
     progress.close()
     report = {
         "config": dataclasses.asdict(config),
@@ -387,6 +461,9 @@ def reproduce(config: ReproductionConfig, output: str | os.PathLike) -> dict[str
         "results": results,
         "reference": reference,
         "vocoded": vocoded,
+        "best": best,
+        "samplers": samplers,
+        "chosen_sampler": {k: chosen[k] for k in ("scheduler", "num_inference_steps")},
         "seconds": round(time.perf_counter() - started, 1),
     }
     (root / "report.json").write_text(json.dumps(_jsonable(report), indent=2) + "\n")
@@ -470,6 +547,29 @@ def selection_text(selection: dict[str, Any]) -> str:
     )
 
 
+def sampler_table(report: dict[str, Any]) -> str:
+    """Quality against time of the sampler sweep, ratios against its first row (Tango's DDPM at 200 steps)."""
+    rows, chosen = report["samplers"], report["chosen_sampler"]
+    base = rows[0]
+    clips = report["config"]["split_sizes"]["test"]
+    lines = [
+        f"| sampler | FD (classifier) | CLAP score | events right | time ({clips} clips) | speed-up | |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in rows:
+        mark = (
+            "chosen"
+            if (r["scheduler"], r["num_inference_steps"]) == (chosen["scheduler"], chosen["num_inference_steps"])
+            else ""
+        )
+        lines.append(
+            f"| {r['scheduler']} {r['num_inference_steps']} | {r['FD']:.2f} | {r['CLAP']:.3f} | "
+            f"{r['event_accuracy']:.1%} | {r['generate_seconds']:.1f} s | "
+            f"{base['generate_seconds'] / max(r['generate_seconds'], 1e-9):.1f}x | {mark} |"
+        )
+    return "\n".join(lines)
+
+
 def render_report(report: dict[str, Any]) -> str:
     """The whole report in Markdown (`report.md`)."""
     quality = report["stages"]["caption_quality"]
@@ -479,10 +579,16 @@ def render_report(report: dict[str, Any]) -> str:
     if "selection" in quality:
         lines += [selection_text(quality["selection"]), ""]
     lines += ["## TangoCLAP", "", results_table(report), ""]
+    if "samplers" in report:
+        lines += [f"## Samplers ({report['best']})", "", sampler_table(report), ""]
     lines += ["## Stages", "", "| stage | seconds | result |", "| --- | ---: | --- |"]
     for name, record in stages.items():
         result = record.get("test") or record.get("metrics") or {}
-        shown = ", ".join(f"{k} {v:.3g}" for k, v in result.items() if isinstance(v, float)) if isinstance(result, dict) else ""
+        shown = (
+            ", ".join(f"{k} {v:.3g}" for k, v in result.items() if isinstance(v, float))
+            if isinstance(result, dict)
+            else ""
+        )
         lines.append(f"| {name} | {record['seconds']:.0f} | {shown} |")
     lines += ["", f"Whole run: {report['seconds'] / 60:.1f} min.", ""]
     return "\n".join(lines)
@@ -508,8 +614,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.install_default:
         from .default_model import install_default_model
 
-        best = max(report["results"], key=lambda r: (r["event_accuracy"], r["CLAP"]))
-        install_default_model(Path(args.output) / "models" / best["name"], report, best["name"])
+        install_default_model(
+            Path(args.output) / "models" / report["best"],
+            report,
+            report["best"],
+            scheduler=report["chosen_sampler"]["scheduler"],
+            scorer=Path(args.output) / "base",
+        )
     return 0
 
 

@@ -135,6 +135,10 @@ def test_the_fast_preset_runs_the_whole_method_end_to_end(fast_run):
     )
     markdown = (root / "report.md").read_text()
     assert "| captioned-only | none (captioned set only) |" in markdown and "real test audio" in markdown
+    # The best model is swept over the samplers, and one of them is chosen for it.
+    assert [(r["scheduler"], r["num_inference_steps"]) for r in report["samplers"]] == [("ddpm", 4), ("dpmsolver++", 2)]
+    assert tuple(report["chosen_sampler"].values()) in {("ddpm", 4), ("dpmsolver++", 2)}
+    assert f"## Samplers ({report['best']})" in markdown and "| chosen |" in markdown
     # The ceiling the VAE and vocoder leave: the real test audio through them, without diffusion.
     assert np.isfinite(report["vocoded"]["FD"]) and "through the VAE and vocoder" in markdown
 
@@ -164,12 +168,41 @@ def test_the_best_model_installs_as_a_loadable_default(fast_run, tmp_path):
 
     root, report = fast_run
     name = report["results"][-1]["name"]
-    target = install_default_model(root / "models" / name, report, name, target=tmp_path / "default_model")
+    target = install_default_model(
+        root / "models" / name,
+        report,
+        name,
+        target=tmp_path / "default_model",
+        scheduler="dpmsolver++",
+        scorer=root / "base",
+    )
     assert (target / "model_index.json").is_file() and not (target / "pipeline.py").exists()
     assert json.loads((target / REPRODUCTION_RECORD).read_text())["model"] == name
     assert json.loads((target / "example_prompts.json").read_text())[0] == "A loud siren wails, then a bell rings"
     card = (target / "README.md").read_text()
     assert f"**{name}**" in card and "| captioned-only |" in card and "license: apache-2.0" in card
     pipe = load_pipeline(str(target), device="cpu")
-    audio = pipe("A siren wails", num_inference_steps=2, audio_length_in_s=1.28, generator=None).audios
-    assert audio.shape[-1] == 1.28 * 16000
+    assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert pipe.scheduler.config.prediction_type == json.loads(
+        (root / "models" / name / "scheduler" / "scheduler_config.json").read_text()
+    )["prediction_type"]
+    out = pipe("A siren wails", num_inference_steps=2, audio_length_in_s=1.28, num_waveforms_per_prompt=2)
+    assert out.audios.shape == (2, 1.28 * 16000)
+    # The world's CLAP came along, so the candidates are ranked.
+    assert out.clap_scores.shape == (1, 2) and out.clap_scores[0, 0] >= out.clap_scores[0, 1]
+
+
+def test_the_cheapest_sampler_within_tolerance_of_ddpm_200_is_chosen():
+    from training.micro.reproduce import choose_sampler
+
+    def row(scheduler, steps, fd, accuracy, seconds):
+        return {"scheduler": scheduler, "num_inference_steps": steps, "FD": fd, "event_accuracy": accuracy,
+                "generate_seconds": seconds}  # fmt: skip
+
+    base = row("ddpm", 200, 10.0, 0.50, 100.0)
+    too_blurry = row("dpmsolver++", 10, 11.5, 0.50, 5.0)  # FD 15% worse
+    too_wrong = row("ddim", 10, 9.0, 0.40, 5.0)  # 10 points of accuracy lost
+    good = row("dpmsolver++", 25, 10.9, 0.46, 12.0)
+    slower = row("ddim", 25, 9.0, 0.55, 13.0)
+    assert choose_sampler([base, too_blurry, too_wrong, good, slower], 0.1, 0.05) is good
+    assert choose_sampler([base, too_blurry, too_wrong], 0.1, 0.05) is base
