@@ -33,7 +33,8 @@ UNREADABLE = "unreadable"  # missing file, a file FFmpeg cannot open, a decoding
 EMPTY = "empty"  # a zero-byte file or a stream that decodes to zero samples
 SILENT = "silent"  # every window's peak is below the silence threshold
 TOO_SHORT = "too_short"  # the clip is shorter than the minimum length
-FAILURE_REASONS = (UNREADABLE, EMPTY, SILENT, TOO_SHORT)
+NOT_AUDIO = "not_audio"  # a file of the source in which FFmpeg finds no audio stream (a README, an image, a video)
+FAILURE_REASONS = (UNREADABLE, EMPTY, SILENT, TOO_SHORT, NOT_AUDIO)
 
 # CLAP_RATE is an integer multiple of CAPTIONER_RATE; window boundaries are defined at 16 kHz and multiplied by
 # this factor at 48 kHz, so that the two versions of a window cover exactly the same stretch of time.
@@ -47,16 +48,14 @@ class ClipError(Exception):
 
     Args:
         reason (`str`):
-            One of `FAILURE_REASONS`: `"unreadable"`, `"empty"`, `"silent"` or `"too_short"`.
+            One of `FAILURE_REASONS`: `"unreadable"`, `"empty"`, `"silent"`, `"too_short"` or `"not_audio"`.
         detail (`str`, *optional*, defaults to `""`):
             Human-readable detail (the path, the decoder's message, the measured length or level).
     """
 
     def __init__(self, reason: str, detail: str = ""):
         if reason not in FAILURE_REASONS:
-            raise ValueError(
-                f"Unknown clip failure reason {reason!r}; expected one of {FAILURE_REASONS}."
-            )
+            raise ValueError(f"Unknown clip failure reason {reason!r}; expected one of {FAILURE_REASONS}.")
         # Both go to Exception.__init__ so that the error pickles (multiprocessing workers send it back).
         super().__init__(reason, detail)
         self.reason = reason
@@ -70,6 +69,36 @@ def _first_line(message: str, limit: int = 300) -> str:
     # torchcodec's messages start with a C++ source location and may be long; keep them readable in a table.
     message = " ".join(str(message).split())
     return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+def probe_audio(path: str | os.PathLike) -> str | None:
+    """
+    Whether FFmpeg finds an audio stream in a file, whatever its name: the test that decides if a file of a folder is
+    a clip. Only the container's header is read (torchcodec's `AudioDecoder` opens the file and picks its best audio
+    stream; samples are decoded later, by `decode_audio`).
+
+    Args:
+        path (`str` or `os.PathLike`):
+            The file.
+
+    Returns:
+        `str` or `None`: `None` when the file holds an audio stream (one that turns out damaged fails later, as
+        `"unreadable"` or `"empty"`), else why it is not audio, for the `"not_audio"` failure's detail.
+    """
+    from torchcodec.decoders import AudioDecoder
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return f"not a file: {path}"
+    if os.path.getsize(path) == 0:
+        # Nothing tells what a zero-byte file was meant to be; one named like audio (".wav") is listed by its name
+        # without probing and fails as "empty".
+        return f"{path}: zero-byte file"
+    try:
+        AudioDecoder(path)
+    except (RuntimeError, ValueError) as error:  # torchcodec's "cannot open" and "no audio stream"
+        return f"{path}: FFmpeg finds no audio stream ({_first_line(error, 160)})"
+    return None
 
 
 def decode_audio(
@@ -111,9 +140,7 @@ def decode_audio(
     try:
         decoder = AudioDecoder(source)
     except Exception as error:  # torchcodec raises RuntimeError/ValueError; any failure to open is the same outcome
-        raise ClipError(
-            UNREADABLE, f"{label}: cannot open: {_first_line(error)}"
-        ) from error
+        raise ClipError(UNREADABLE, f"{label}: cannot open: {_first_line(error)}") from error
     try:
         samples = decoder.get_all_samples()
     except Exception as error:
@@ -121,12 +148,8 @@ def decode_audio(
         # empty tensor; torchcodec's message, or a header duration of 0, tells it apart from a decoding error.
         duration = getattr(decoder.metadata, "duration_seconds_from_header", None)
         if "no audio frames" in str(error).lower() or duration == 0:
-            raise ClipError(
-                EMPTY, f"{label}: no audio frames ({_first_line(error)})"
-            ) from error
-        raise ClipError(
-            UNREADABLE, f"{label}: decoding failed: {_first_line(error)}"
-        ) from error
+            raise ClipError(EMPTY, f"{label}: no audio frames ({_first_line(error)})") from error
+        raise ClipError(UNREADABLE, f"{label}: decoding failed: {_first_line(error)}") from error
 
     waveform = samples.data.detach().to(torch.float32).cpu().numpy()
     if waveform.ndim == 1:
@@ -154,9 +177,7 @@ def to_mono(waveform: np.ndarray) -> np.ndarray:
     if waveform.ndim == 1:
         return waveform.astype(np.float32, copy=False)
     if waveform.ndim != 2:
-        raise ValueError(
-            f"Expected a waveform of shape [channels, samples] or [samples], got {waveform.shape}."
-        )
+        raise ValueError(f"Expected a waveform of shape [channels, samples] or [samples], got {waveform.shape}.")
     # Averaging (not summing) keeps the level of a signal present in every channel unchanged and cannot clip.
     return waveform.mean(axis=0, dtype=np.float64).astype(np.float32)
 
@@ -179,24 +200,13 @@ def resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     Returns:
         `np.ndarray`: float32 of shape `[..., ceil(samples * target_sr / orig_sr)]`.
     """
-    if (
-        int(orig_sr) != orig_sr
-        or int(target_sr) != target_sr
-        or orig_sr <= 0
-        or target_sr <= 0
-    ):
-        raise ValueError(
-            f"Sample rates must be positive integers, got {orig_sr} and {target_sr}."
-        )
+    if int(orig_sr) != orig_sr or int(target_sr) != target_sr or orig_sr <= 0 or target_sr <= 0:
+        raise ValueError(f"Sample rates must be positive integers, got {orig_sr} and {target_sr}.")
     waveform = np.asarray(waveform, dtype=np.float32)
     if orig_sr == target_sr:
         return waveform.copy()
     tensor = torch.from_numpy(np.ascontiguousarray(waveform))
-    return (
-        torchaudio.functional.resample(tensor, int(orig_sr), int(target_sr))
-        .numpy()
-        .astype(np.float32, copy=False)
-    )
+    return torchaudio.functional.resample(tensor, int(orig_sr), int(target_sr)).numpy().astype(np.float32, copy=False)
 
 
 @dataclass
@@ -279,9 +289,7 @@ def make_windows(
     if window_seconds <= 0:
         raise ValueError(f"window_seconds must be positive, got {window_seconds}.")
     if not 0 < min_seconds <= window_seconds:
-        raise ValueError(
-            f"min_seconds must be in (0, window_seconds={window_seconds}], got {min_seconds}."
-        )
+        raise ValueError(f"min_seconds must be in (0, window_seconds={window_seconds}], got {min_seconds}.")
 
     mono = to_mono(waveform)
     num_samples = mono.shape[-1]
@@ -324,9 +332,7 @@ def make_windows(
                 clip_id=clip_id,
                 window_start=start_seconds,
                 audio_16k=np.ascontiguousarray(audio_16k[start_16k:stop_16k]),
-                audio_48k=np.ascontiguousarray(
-                    audio_48k[start_16k * _RATE_RATIO : stop_16k * _RATE_RATIO]
-                ),
+                audio_48k=np.ascontiguousarray(audio_48k[start_16k * _RATE_RATIO : stop_16k * _RATE_RATIO]),
             )
         )
     if not windows:

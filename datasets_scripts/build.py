@@ -1,10 +1,16 @@
 """Builds AF-AudioSet from a source of audio: caption every 10 s window, score every caption with CLAP, rank.
 
 The work is split into units of a fixed number of clips (sorted by id, so the split is the same on every run and
-machine). Each unit is written as one parquet shard, through a temporary name, when it is finished: a killed job
-started again redoes only the units whose shard is missing and ends with the same dataset. With several machines,
-`num_shards` / `shard_index` give machine `i` the units `u` with `u % num_shards == i`; `merge_shards` then checks
-that every unit is there exactly once.
+machine). Each unit is written as one parquet shard and one failures list, then a record saying it is done (see
+`datasets_scripts.units`): a killed job started again redoes every unit whose outputs are not all there with
+exactly the recorded content, and ends with the same dataset. With several machines or processes,
+`num_shards` / `shard_index` give shard `i` the units `u` with `u % num_shards == i`; the shards write into one
+shared folder or into one folder each, and `merge_shards` then checks that every unit is there exactly once and
+writes the card.
+
+Before anything is written, every argument is checked, the models are loaded (or, for worker processes, their
+checkpoints are checked), and the output folder is checked: a file the build did not write (a README of the user's,
+a card edited after the build) is refused by name, never replaced (see `datasets_scripts.ownership`).
 
 Captioning and scoring run as one `Dataset.map(batched=True, with_rank=True, num_proc=n)`, each worker loading its
 models lazily on GPU `rank` (one process on a CPU), the recipe FACTS.md gives for multi-GPU inference.
@@ -13,13 +19,11 @@ models lazily on GPU `rank` (one process on a CPU), the recipe FACTS.md gives fo
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
-import json
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,115 +35,73 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from .audio import ClipError, make_windows
-from .captioner import CAPTION_PROMPT, DEFAULT_CAPTIONER, AudioCaptioner
-from .schema import (
-    AUDIO_SAMPLING_RATE,
-    DATA_DIR,
-    DEFAULT_TOP_K,
-    FAILURES_DIR,
-    rank_scores,
-    rows_to_table,
-    unit_file_name,
-    write_table_atomically,
+from .build_folder import (
+    BUILD_CONFIG_NAME,
+    EXCLUDED_NAME,
+    SUMMARY_NAME,
+    BuildConfig,
+    BuildSummary,
+    check_output_dir,
+    finalize_folder,
+    merge_shards,
+    read_build_config,
+    source_fingerprint,
+    unfinished_units,
+    write_setup,
 )
+from .build_models import (
+    CAPTIONER_WHAT,
+    CLAP_WHAT,
+    check_captioner_checkpoint,
+    check_clap_checkpoint,
+    describe_device,
+    device_for,
+    load_captioner,
+    load_scorer,
+)
+from .captioner import CAPTION_PROMPT, DEFAULT_CAPTIONER, AudioCaptioner
+from .ownership import (
+    folder_lock,
+)
+from .schema import AUDIO_SAMPLING_RATE, DEFAULT_TOP_K, rank_scores
 from .scorer import DEFAULT_CLAP, ClapScorer
 from .sources import ClipSource
 from .sources import exclude_ids as split_excluded
+from .units import (
+    unit_status,
+    write_unit,
+)
+from .validation import (
+    NOT_SHOWN,
+    ArgumentError,
+    braces,
+    check_device,
+    check_integer,
+    check_number,
+    check_reference,
+)
 
 logger = logging.get_logger(__name__)
 
-BUILD_CONFIG_NAME = "build_config.json"
-SUMMARY_NAME = "build_summary.json"
-EXCLUDED_NAME = "excluded_ids.txt"
+__all__ = [
+    "BUILD_CONFIG_NAME",
+    "EXCLUDED_NAME",
+    "SUMMARY_NAME",
+    "BuildConfig",
+    "BuildSummary",
+    "CaptionAndScore",
+    "build_af_audioset",
+    "check_build_arguments",
+    "finalize_folder",
+    "merge_shards",
+    "read_build_config",
+    "run_unit",
+    "unfinished_units",
+]
 
-# Models are loaded once per worker process and kept for every later batch (one model per GPU).
-_MODELS: dict[tuple, Any] = {}
-
-
-@dataclasses.dataclass(frozen=True)
-class BuildConfig:
-    """Everything that decides the content of the dataset; a resumed or merged build must match it exactly."""
-
-    captioner: str
-    clap: str
-    num_captions: int
-    top_k: int
-    seed: int
-    prompt: str
-    max_new_tokens: int
-    window_seconds: float
-    min_seconds: float
-    unit_size: int
-    num_units: int
-    num_clips: int
-    source_fingerprint: str
-    embed_audio: bool
-
-    def check_matches(self, other: BuildConfig, where: str) -> None:
-        """Raises a `ValueError` naming every field where `other` (read from `where`) differs."""
-        mine, theirs = dataclasses.asdict(self), dataclasses.asdict(other)
-        diff = {k: (theirs[k], mine[k]) for k in mine if mine[k] != theirs[k]}
-        if diff:
-            details = ", ".join(f"{k}: {old!r} there vs {new!r} now" for k, (old, new) in diff.items())
-            raise ValueError(f"{where} was built with other settings ({details}); use another output folder.")
-
-
-@dataclasses.dataclass
-class BuildSummary:
-    """Counts of a build: every clip of the source is captioned, failed (with a reason) or excluded."""
-
-    clips: int = 0
-    excluded: int = 0
-    captioned_clips: int = 0
-    failed_clips: int = 0
-    windows: int = 0
-    captions: int = 0
-    units_done: int = 0
-    units_skipped: int = 0
-    failures_by_reason: dict[str, int] = dataclasses.field(default_factory=dict)
-    # Wall time of the units run now (not the resumed ones), the clips they held and the workers and device used:
-    # the measured per-clip cost the dataset card projects to the whole of AudioSet.
-    seconds: float = 0.0
-    timed_clips: int = 0
-    workers: int = 1
-    device: str = ""
-
-    @property
-    def seconds_per_clip(self) -> float | None:
-        return self.seconds / self.timed_clips if self.timed_clips else None
-
-    def add_unit(self, rows: list[dict], failures: list[dict]) -> None:
-        self.captioned_clips += len({r["clip_id"] for r in rows})
-        self.windows += len({(r["clip_id"], r["window_start"]) for r in rows})
-        self.captions += len(rows)
-        self.failed_clips += len(failures)
-        reasons = Counter(self.failures_by_reason)
-        reasons.update(f["reason"] for f in failures)
-        self.failures_by_reason = dict(sorted(reasons.items()))
-
-    def __str__(self) -> str:
-        reasons = ", ".join(f"{k} {v}" for k, v in self.failures_by_reason.items()) or "none"
-        return (
-            f"{self.clips} clips: {self.captioned_clips} captioned ({self.windows} windows, {self.captions} captions), "
-            f"{self.failed_clips} failed ({reasons}), {self.excluded} excluded; "
-            f"{self.units_done} units written, {self.units_skipped} already done"
-        )
-
-
-def source_fingerprint(clip_ids: Sequence[str]) -> str:
-    """A hash of the sorted clip ids, so a resumed build can tell it is reading the same source."""
-    digest = hashlib.sha256()
-    for clip_id in clip_ids:
-        digest.update(clip_id.encode("utf-8") + b"\n")
-    return digest.hexdigest()
-
-
-def _device_for(rank: int | None, device: str | None) -> str:
-    if device is not None and device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return f"cuda:{(rank or 0) % torch.cuda.device_count()}"
-    return "cpu"
+# The seed is hashed with each window's key (`captioner.row_seed`); it is kept to what a signed 64-bit integer holds
+# so that it survives every tool that reads the build's settings (JSON readers, parquet, shell arithmetic).
+MAX_SEED = 2**63 - 1
 
 
 def _wav_bytes(audio: np.ndarray) -> bytes:
@@ -173,34 +135,9 @@ class CaptionAndScore:
         self.scorer = scorer
 
     def models(self, rank: int | None) -> tuple[AudioCaptioner, ClapScorer]:
-        if self.captioner is not None and self.scorer is not None:
-            return self.captioner, self.scorer
-        device = _device_for(rank, self.device)
-        config = self.config
-        key = (
-            config.captioner,
-            config.clap,
-            device,
-            self.dtype,
-            config.num_captions,
-            config.seed,
-            config.max_new_tokens,
-            config.prompt,
-        )
-        if key not in _MODELS:
-            logger.info(f"Loading {config.captioner} and {config.clap} on {device}")
-            captioner = AudioCaptioner.from_pretrained(
-                config.captioner,
-                device=device,
-                dtype=self.dtype,
-                num_captions=config.num_captions,
-                max_new_tokens=config.max_new_tokens,
-                prompt=config.prompt,
-                seed=config.seed,
-            )
-            scorer = ClapScorer.from_pretrained(config.clap, device=device, dtype=self.dtype)
-            _MODELS[key] = (captioner, scorer)
-        return _MODELS[key]
+        captioner = self.captioner or load_captioner(self.config, self.device, self.dtype, rank)
+        scorer = self.scorer or load_scorer(self.config, self.device, self.dtype, rank)
+        return captioner, scorer
 
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
         captioner, scorer = self.models(rank)
@@ -220,7 +157,9 @@ class CaptionAndScore:
                     )
                 )
             except ClipError as error:
-                self._append(out, clip_id=source.clip_id, origin=source.origin, failure=error.reason, detail=error.detail)
+                self._append(
+                    out, clip_id=source.clip_id, origin=source.origin, failure=error.reason, detail=error.detail
+                )
         if not windows:
             return out
         captions = captioner.caption([w.window_key for w in windows], [w.audio_16k for w in windows])
@@ -291,7 +230,14 @@ def run_unit(function: CaptionAndScore, batch_size: int, num_proc: int | None) -
     config = function.config
     for record in mapped:
         if record["failure"] is not None:
-            failures.append({"clip_id": record["clip_id"], "origin": record["origin"], "reason": record["failure"], "detail": record["detail"]})
+            failures.append(
+                {
+                    "clip_id": record["clip_id"],
+                    "origin": record["origin"],
+                    "reason": record["failure"],
+                    "detail": record["detail"],
+                }
+            )
             continue
         row = {
             "clip_id": record["clip_id"],
@@ -300,8 +246,8 @@ def run_unit(function: CaptionAndScore, batch_size: int, num_proc: int | None) -
             "caption": record["caption"],
             "clap_similarity": record["clap_similarity"],
             "rank": record["rank"],
-            "captioner": config.captioner,
-            "clap": config.clap,
+            "captioner": published_model_name(config.captioner),
+            "clap": published_model_name(config.clap),
             "prompt": config.prompt,
         }
         if config.embed_audio:
@@ -310,16 +256,158 @@ def run_unit(function: CaptionAndScore, batch_size: int, num_proc: int | None) -
     return rows, failures
 
 
-def _write_failures(failures: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(failure, ensure_ascii=False) + "\n" for failure in failures)
-    os.replace(tmp, path)
+def published_model_name(model: str) -> str:
+    """
+    How a row names the model that made it: a Hub id as given, a local folder by its own name only. Rows are data,
+    published as they are, so they must not carry the build machine's paths (`model_cards.publish` names local
+    folders the same way when it stages `build_config.json`).
+    """
+    return Path(model).name if os.path.isdir(os.path.expanduser(model)) else model
 
 
-def _model_name(model: str | AudioCaptioner | ClapScorer) -> str:
-    return model if isinstance(model, str) else model.model_id
+def _model_name(model: str | os.PathLike | AudioCaptioner | ClapScorer) -> str:
+    return os.fspath(model) if isinstance(model, (str, os.PathLike)) else model.model_id
+
+
+def check_build_arguments(
+    *,
+    captioner: Any,
+    clap: Any,
+    num_captions: Any,
+    top_k: Any,
+    num_shards: Any,
+    shard_index: Any,
+    unit_size: Any,
+    batch_size: Any,
+    num_proc: Any,
+    device: Any,
+    seed: Any,
+    max_new_tokens: Any,
+    dtype: Any = torch.float32,
+    prompt: Any = CAPTION_PROMPT,
+    window_seconds: Any = 10.0,
+    min_seconds: Any = 1.0,
+) -> None:
+    """
+    Checks every argument of [`build_af_audioset`] (types, ranges and how they relate), before any work.
+
+    Raises:
+        [`ArgumentError`]: naming the first bad argument and its value.
+    """
+    num_captions = check_integer("num_captions", num_captions, minimum=1)
+    top_k = check_integer("top_k", top_k, minimum=1)
+    if top_k > num_captions:
+        raise ArgumentError(
+            "top_k", top_k, f"is more than {{num_captions}} ({num_captions}), the captions sampled per window."
+        )
+    num_shards = check_integer("num_shards", num_shards, minimum=1)
+    check_integer("shard_index", shard_index, minimum=0, maximum=num_shards - 1)
+    check_integer("unit_size", unit_size, minimum=1)
+    check_integer("batch_size", batch_size, minimum=1)
+    check_integer("max_new_tokens", max_new_tokens, minimum=1)
+    check_integer("seed", seed, minimum=0, maximum=MAX_SEED)
+    window_seconds = check_number("window_seconds", window_seconds, minimum=0.0)
+    if window_seconds == 0:
+        raise ArgumentError("window_seconds", window_seconds, "must be more than 0.")
+    min_seconds = check_number("min_seconds", min_seconds, minimum=0.0, maximum=window_seconds)
+    if min_seconds == 0:
+        raise ArgumentError("min_seconds", min_seconds, "must be more than 0.")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ArgumentError("prompt", prompt, "must be a non-empty string.")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ArgumentError(
+            "dtype", dtype, "must be a floating-point torch.dtype (torch.float32, torch.bfloat16, ...)."
+        )
+    if num_proc is not None:
+        num_proc = check_integer("num_proc", num_proc, minimum=1)
+    check_device("device", device)
+    resolved = device_for(None, device)
+    gpus = torch.cuda.device_count() if resolved.startswith("cuda") and device in (None, "auto") else None
+    if num_proc and gpus is not None and num_proc > gpus:
+        raise ArgumentError(
+            "num_proc", num_proc, f"is more than the {gpus} visible GPUs (one worker process per GPU)."
+        )
+    for name, model, what in (("captioner", captioner, CAPTIONER_WHAT), ("clap", clap, CLAP_WHAT)):
+        if isinstance(model, (str, os.PathLike)):
+            check_reference(name, model, what)
+        elif num_proc and num_proc > 1:
+            raise ArgumentError(
+                name,
+                NOT_SHOWN,
+                "is a loaded model, which runs in this process only: pass model ids to use {num_proc} workers.",
+            )
+        elif not hasattr(model, "model_id"):
+            raise ArgumentError(name, model, f"must be a folder or Hub repo id of {what}, or a loaded one.")
+    # A loaded captioner samples with its own settings: they must be the ones the build records.
+    if not isinstance(captioner, (str, os.PathLike)):
+        for name, expected in (
+            ("num_captions", num_captions),
+            ("seed", seed),
+            ("max_new_tokens", max_new_tokens),
+            ("prompt", prompt),
+        ):
+            actual = getattr(captioner, name, expected)
+            if actual != expected:
+                raise ArgumentError(
+                    "captioner",
+                    NOT_SHOWN,
+                    f"was loaded with {name}={braces(repr(actual))}, but the build asks for {{{name}}} {braces(repr(expected))}.",
+                )
+
+
+@dataclasses.dataclass
+class _Plan:
+    """The source split into units: what a build (or a check of its folder) needs before any work."""
+
+    config: BuildConfig
+    units: list[list[ClipSource]]
+    excluded: list[str]
+
+    @property
+    def excluded_text(self) -> str:
+        return "".join(f"{clip_id}\n" for clip_id in self.excluded)
+
+
+def _plan(sources: Sequence[ClipSource], exclude_ids: Iterable[str] | None, unit_size: int, **settings: Any) -> _Plan:
+    if isinstance(exclude_ids, str) or (exclude_ids is not None and not isinstance(exclude_ids, Iterable)):
+        raise ArgumentError("exclude_ids", exclude_ids, "must be a collection of clip ids (a set or list of strings).")
+    if isinstance(sources, (str, os.PathLike)) or not isinstance(sources, Iterable):
+        raise ArgumentError("sources", sources, "must be a sequence of ClipSource (see datasets_scripts.sources).")
+    sources = list(sources)
+    if not sources:
+        raise ArgumentError("sources", NOT_SHOWN, ": the source is empty, there is no clip to caption.")
+    ids = [s.clip_id for s in sources]
+    duplicates = [i for i, n in Counter(ids).items() if n > 1]
+    if duplicates:
+        raise ArgumentError(
+            "sources", NOT_SHOWN, f": clip ids must be unique, and these repeat: {braces(duplicates[:5])}."
+        )
+    kept, excluded_sources = split_excluded(sources, set(exclude_ids or ()))
+    kept = sorted(kept, key=lambda s: s.clip_id)
+    excluded = sorted(s.clip_id for s in excluded_sources)
+    if not kept:
+        raise ArgumentError(
+            "sources", NOT_SHOWN, f": no clip is left to caption, all {len(sources)} are excluded by {{exclude_ids}}."
+        )
+    known = Counter(getattr(s, "listing_failure", None) for s in kept)
+    if known.get(None, 0) == 0:
+        examples = ", ".join(s.origin for s in kept[:3])
+        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(known.items()))
+        raise ArgumentError(
+            "sources",
+            NOT_SHOWN,
+            f": no audio, none of the {len(kept)} entries is an audio clip ({reasons}; e.g. {braces(examples)}).",
+        )
+    num_units = -(-len(kept) // unit_size)
+    config = BuildConfig(
+        unit_size=unit_size,
+        num_units=num_units,
+        num_clips=len(sources),
+        source_fingerprint=source_fingerprint([s.clip_id for s in kept], excluded),
+        **settings,
+    )
+    units = [kept[u * unit_size : (u + 1) * unit_size] for u in range(num_units)]
+    return _Plan(config=config, units=units, excluded=excluded)
 
 
 def build_af_audioset(
@@ -329,7 +417,7 @@ def build_af_audioset(
     clap: str | ClapScorer = DEFAULT_CLAP,
     num_captions: int = 20,
     top_k: int = DEFAULT_TOP_K,
-    exclude_ids: set[str] | None = None,
+    exclude_ids: Iterable[str] | None = None,
     num_shards: int = 1,
     shard_index: int = 0,
     unit_size: int = 1024,
@@ -348,25 +436,30 @@ def build_af_audioset(
     """
     Captions, scores and ranks every window of `sources` into a dataset folder (see the module docstring).
 
+    Nothing is written before every argument is checked, the models are loaded (with `num_proc > 1`, their
+    checkpoints are checked and each worker loads them) and the output folder is found fit.
+
     Args:
         sources (`Sequence[ClipSource]`):
-            The clips, from `datasets_scripts.sources`.
+            The clips, from `datasets_scripts.sources`; at least one must be audio.
         output_dir (`str` or `os.PathLike`):
-            The dataset folder; a folder holding an earlier run with the same settings is resumed.
+            The dataset folder: new, empty, holding none of the files a build writes, or holding an earlier run with
+            the same settings (resumed: the units already done are verified and kept).
         captioner (`str` or `AudioCaptioner`, *optional*, defaults to `"nvidia/audio-flamingo-3-hf"`):
-            Hub id or folder of an Audio Flamingo 3 or Qwen2-Audio checkpoint, or a loaded captioner.
+            Hub id or folder of an Audio Flamingo 3 or Qwen2-Audio checkpoint, or a loaded captioner (whose
+            `num_captions`, `seed`, `max_new_tokens` and `prompt` must be the ones given here).
         clap (`str` or `ClapScorer`, *optional*, defaults to `"laion/clap-htsat-fused"`):
             Hub id or folder of a `ClapModel`, or a loaded scorer.
         num_captions (`int`, *optional*, defaults to 20):
-            Sampled captions per window.
+            Sampled captions per window, at least 1.
         top_k (`int`, *optional*, defaults to 3):
-            Captions per window kept by the published configurations (all are stored).
-        exclude_ids (`set[str]`, *optional*):
+            Captions per window kept by the published configurations (all are stored); 1 to `num_captions`.
+        exclude_ids (`Iterable[str]`, *optional*):
             Clip ids never captioned, e.g. AudioCaps / MusicCaps evaluation clips.
         num_shards (`int`, *optional*, defaults to 1):
-            Machines sharing the work.
+            Machines or processes sharing the work.
         shard_index (`int`, *optional*, defaults to 0):
-            This machine's index among them.
+            This one's index among them, in `[0, num_shards)`.
         unit_size (`int`, *optional*, defaults to 1024):
             Clips per unit of work, i.e. per parquet shard and per resumable step.
         batch_size (`int`, *optional*, defaults to 4):
@@ -374,11 +467,13 @@ def build_af_audioset(
         num_proc (`int`, *optional*):
             Worker processes, one per GPU; `None` runs in this process.
         device (`str`, *optional*):
-            Device of the models; defaults to the worker's GPU, else the CPU.
+            Device of the models; defaults to the worker's GPU (or, in this process, the GPU `LOCAL_RANK` names
+            under torchrun), else the CPU.
         dtype (`torch.dtype`, *optional*, defaults to `torch.float32`):
             Models' dtype.
         seed (`int`, *optional*, defaults to 0):
-            Seed of the caption sampling; each window's captions depend only on it and the window's key.
+            Seed of the caption sampling, in `[0, 2**63)`; each window's captions depend only on it and the window's
+            key.
         prompt (`str`, *optional*, defaults to the paper's prompt):
             The instruction given to the captioner.
         max_new_tokens (`int`, *optional*, defaults to 128):
@@ -390,30 +485,38 @@ def build_af_audioset(
         embed_audio (`bool`, *optional*, defaults to `False`):
             Store each window's 16 kHz audio with its captions (off for AudioSet: it repeats per caption).
         finalize (`bool`, *optional*, defaults to `True`):
-            With a single shard, write the dataset card once every unit is done.
+            With a single shard, write `build_summary.json` and the dataset card once every unit is done.
 
     Returns:
-        `BuildSummary`: the counts, also written to `build_summary.json` and logged.
-    """
-    if num_shards < 1:
-        raise ValueError(f"`num_shards` must be at least 1, got {num_shards}.")
-    if not 0 <= shard_index < num_shards:
-        raise ValueError(f"`shard_index` must be in [0, {num_shards}), got {shard_index}.")
-    if unit_size < 1 or batch_size < 1 or num_captions < 1:
-        raise ValueError(f"`unit_size`, `batch_size` and `num_captions` must be positive, got {unit_size}, {batch_size}, {num_captions}.")
-    if not isinstance(captioner, str) and num_proc and num_proc > 1:
-        raise ValueError("Loaded models run in this process only: pass model ids to use `num_proc` workers.")
+        `BuildSummary`: the counts of this shard's units (and, on shard 0, of the excluded clips), with the
+        measured time of every one of them, including those an earlier run did.
 
-    output_dir = Path(output_dir)
-    ids = [s.clip_id for s in sources]
-    duplicates = [i for i, n in Counter(ids).items() if n > 1]
-    if duplicates:
-        raise ValueError(f"Clip ids must be unique; repeated: {duplicates[:5]}")
-    kept, excluded_sources = split_excluded(sources, set(exclude_ids or ()))
-    kept = sorted(kept, key=lambda s: s.clip_id)
-    excluded = sorted(s.clip_id for s in excluded_sources)
-    num_units = max(1, -(-len(kept) // unit_size))
-    config = BuildConfig(
+    Raises:
+        [`ArgumentError`] (a `ValueError`): a bad argument, a source with no audio, a checkpoint that cannot be
+        loaded, or an output folder holding files the build did not write; nothing is written then.
+    """
+    check_build_arguments(
+        captioner=captioner,
+        clap=clap,
+        num_captions=num_captions,
+        top_k=top_k,
+        num_shards=num_shards,
+        shard_index=shard_index,
+        unit_size=unit_size,
+        batch_size=batch_size,
+        num_proc=num_proc,
+        device=device,
+        dtype=dtype,
+        seed=seed,
+        prompt=prompt,
+        max_new_tokens=max_new_tokens,
+        window_seconds=window_seconds,
+        min_seconds=min_seconds,
+    )
+    plan = _plan(
+        sources,
+        exclude_ids,
+        unit_size,
         captioner=_model_name(captioner),
         clap=_model_name(clap),
         num_captions=num_captions,
@@ -421,151 +524,80 @@ def build_af_audioset(
         seed=seed,
         prompt=prompt,
         max_new_tokens=max_new_tokens,
-        window_seconds=window_seconds,
-        min_seconds=min_seconds,
-        unit_size=unit_size,
-        num_units=num_units,
-        num_clips=len(sources),
-        source_fingerprint=source_fingerprint([s.clip_id for s in kept]),
-        embed_audio=embed_audio,
+        window_seconds=float(window_seconds),
+        min_seconds=float(min_seconds),
+        embed_audio=bool(embed_audio),
     )
-    output_dir.mkdir(parents=True, exist_ok=True)
-    config_path = output_dir / BUILD_CONFIG_NAME
-    if config_path.exists():
-        config.check_matches(read_build_config(output_dir), str(output_dir))
-    else:
-        config_path.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    (output_dir / EXCLUDED_NAME).write_text("".join(f"{i}\n" for i in excluded))
+    config = plan.config
+    finalize = finalize and num_shards == 1
+    replace_setup = check_output_dir(output_dir, config, plan.excluded_text, finalize)
 
-    # Each machine accounts for the clips of its own units; the excluded ones are counted once, by machine 0, so
-    # that the machines' counts add up to the source.
-    summary = BuildSummary(
-        clips=len(excluded) if shard_index == 0 else 0,
-        excluded=len(excluded) if shard_index == 0 else 0,
-        workers=num_proc or 1,
-        device=_device_for(None, device) if isinstance(captioner, str) else str(captioner.device),
-    )
-    my_units = [u for u in range(num_units) if u % num_shards == shard_index]
-    for unit in tqdm(my_units, desc=f"AF-AudioSet shard {shard_index}/{num_shards}", unit="unit"):
-        shard_path = output_dir / DATA_DIR / unit_file_name(unit, num_units)
-        failures_path = output_dir / FAILURES_DIR / f"{unit:05d}.jsonl"
-        unit_sources = kept[unit * unit_size : (unit + 1) * unit_size]
-        summary.clips += len(unit_sources)
-        if failures_path.exists():
-            summary.units_skipped += 1
-            rows, failures = _read_unit(shard_path, failures_path)
-        else:
+    # Every model is loaded (in this process) or its checkpoint checked (for workers) before anything is written.
+    in_process = not (num_proc and num_proc > 1)
+    loaded_captioner = None if isinstance(captioner, (str, os.PathLike)) else captioner
+    loaded_scorer = None if isinstance(clap, (str, os.PathLike)) else clap
+    if in_process:
+        loaded_captioner = loaded_captioner or load_captioner(config, device, dtype)
+        loaded_scorer = loaded_scorer or load_scorer(config, device, dtype)
+        device_name = describe_device(str(getattr(loaded_captioner, "device", device_for(None, device))))
+    else:
+        check_captioner_checkpoint(config.captioner)
+        check_clap_checkpoint(config.clap)
+        device_name = describe_device(device_for(0, device).split(":")[0] if device in (None, "auto") else device)
+
+    my_units = [u for u in range(config.num_units) if u % num_shards == shard_index]
+    if not my_units:
+        logger.warning(
+            f"Shard {shard_index} of {num_shards} has no unit: the source makes {config.num_units} unit(s) of "
+            f"{unit_size} clips. Nothing to do."
+        )
+
+    folder = Path(output_dir)
+    config_sha = config.sha256()
+    summary = BuildSummary(workers=num_proc or 1)
+    if shard_index == 0:
+        # The excluded clips are counted once, by shard 0, so that the shards' counts add up to the source.
+        summary.clips = summary.excluded = len(plan.excluded)
+    with folder_lock(folder, f"build-shard-{shard_index:05d}-of-{num_shards:05d}"):
+        if replace_setup:
+            logger.warning(
+                f"{os.fspath(folder)} holds the settings of a build that finished no unit; starting again with these."
+            )
+        write_setup(folder, config, plan.excluded_text, replace=replace_setup)
+        for unit in tqdm(my_units, desc=f"AF-AudioSet shard {shard_index}/{num_shards}", unit="unit"):
+            unit_sources = plan.units[unit]
+            clip_ids = [s.clip_id for s in unit_sources]
+            record, why_not = unit_status(folder, unit, config.num_units, config_sha, clip_ids)
+            if record is not None:
+                summary.units_skipped += 1
+                summary.add_record(record)
+                continue
+            if why_not:
+                logger.warning(f"Unit {unit} is redone: {why_not}.")
             started = time.perf_counter()
             # One map function per unit: workers receive only this unit's sources. Worker processes (and so
             # their models) live for one unit, which is why units should be large on GPUs.
             function = CaptionAndScore(
-                unit_sources,
-                config,
-                device=device,
-                dtype=dtype,
-                captioner=None if isinstance(captioner, str) else captioner,
-                scorer=None if isinstance(clap, str) else clap,
+                unit_sources, config, device=device, dtype=dtype, captioner=loaded_captioner, scorer=loaded_scorer
             )
             rows, failures = run_unit(function, batch_size, num_proc)
-            # The failures file is written last: its presence marks the unit as done. A unit whose clips all
-            # failed has no shard (an empty parquet file breaks the datasets reader).
-            if rows:
-                write_table_atomically(rows_to_table(rows, with_audio=embed_audio), shard_path)
-            _write_failures(failures, failures_path)
+            record = write_unit(
+                folder,
+                unit,
+                config.num_units,
+                config_sha,
+                clip_ids,
+                rows,
+                failures,
+                with_audio=config.embed_audio,
+                seconds=time.perf_counter() - started,
+                workers=num_proc or 1,
+                device=device_name,
+            )
             summary.units_done += 1
-            summary.seconds += time.perf_counter() - started
-            summary.timed_clips += len(unit_sources)
-        summary.add_unit(rows, failures)
+            summary.add_record(record)
 
-    _write_summary(summary, output_dir)
     logger.warning(f"AF-AudioSet build: {summary}")
-    if finalize and num_shards == 1:
-        from model_cards.dataset_card import write_dataset_card
-
-        write_dataset_card(output_dir)
-    return summary
-
-
-def _write_summary(summary: BuildSummary, output_dir: Path) -> None:
-    record = {**dataclasses.asdict(summary), "seconds_per_clip": summary.seconds_per_clip}
-    (output_dir / SUMMARY_NAME).write_text(json.dumps(record, indent=2) + "\n")
-
-
-def _read_unit(shard_path: Path, failures_path: Path) -> tuple[list[dict], list[dict]]:
-    import pyarrow.parquet as pq
-
-    rows = pq.read_table(shard_path, columns=["clip_id", "window_start"]).to_pylist() if shard_path.exists() else []
-    with open(failures_path, encoding="utf-8") as f:
-        failures = [json.loads(line) for line in f if line.strip()]
-    return rows, failures
-
-
-def read_build_config(folder: str | os.PathLike) -> BuildConfig:
-    """The `BuildConfig` a dataset folder was built with."""
-    path = Path(folder) / BUILD_CONFIG_NAME
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: {folder} is not an AF-AudioSet build folder.")
-    return BuildConfig(**json.loads(path.read_text()))
-
-
-def merge_shards(inputs: Sequence[str | os.PathLike], output_dir: str | os.PathLike) -> BuildSummary:
-    """
-    Gathers the shards that several machines wrote into one dataset folder and writes its card.
-
-    Every input must have been built with the same settings, and every unit of work must be present exactly once
-    across them; otherwise a `ValueError` names the missing or repeated units (nothing is written).
-
-    Args:
-        inputs (`Sequence[str | os.PathLike]`): the machines' output folders.
-        output_dir (`str` or `os.PathLike`): the merged dataset folder (may be one of the inputs).
-
-    Returns:
-        `BuildSummary`: the counts over all units.
-    """
-    import shutil
-
-    if not inputs:
-        raise ValueError("Nothing to merge: no input folders.")
-    configs = [read_build_config(folder) for folder in inputs]
-    for folder, config in zip(inputs[1:], configs[1:]):
-        configs[0].check_matches(config, str(folder))
-    config = configs[0]
-    found: dict[int, list[Path]] = {}
-    for folder in inputs:
-        for unit in range(config.num_units):
-            if (Path(folder) / FAILURES_DIR / f"{unit:05d}.jsonl").exists():
-                found.setdefault(unit, []).append(Path(folder))
-    missing = [u for u in range(config.num_units) if u not in found]
-    repeated = {u: [str(f) for f in folders] for u, folders in found.items() if len(folders) > 1}
-    if missing or repeated:
-        raise ValueError(f"Cannot merge: missing units {missing[:20]}, units found more than once {repeated}.")
-
-    output_dir = Path(output_dir)
-    summary = BuildSummary(clips=config.num_clips)
-    for unit, (folder,) in sorted(found.items()):
-        shard_name = unit_file_name(unit, config.num_units)
-        for relative in (Path(DATA_DIR) / shard_name, Path(FAILURES_DIR) / f"{unit:05d}.jsonl"):
-            target = output_dir / relative
-            if (folder / relative).exists() and folder.resolve() != output_dir.resolve():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(folder / relative, target)
-        summary.add_unit(*_read_unit(output_dir / DATA_DIR / shard_name, output_dir / FAILURES_DIR / f"{unit:05d}.jsonl"))
-        summary.units_done += 1
-    for folder in inputs:
-        path = Path(folder) / SUMMARY_NAME
-        if path.exists():
-            timing = json.loads(path.read_text())
-            summary.seconds += timing.get("seconds", 0.0)
-            summary.timed_clips += timing.get("timed_clips", 0)
-            summary.device = summary.device or timing.get("device", "")
-    summary.workers = len(inputs)
-    excluded = sorted({line for folder in inputs for line in (Path(folder) / EXCLUDED_NAME).read_text().split()})
-    summary.excluded = len(excluded)
-    (output_dir / EXCLUDED_NAME).write_text("".join(f"{i}\n" for i in excluded))
-    (output_dir / BUILD_CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    _write_summary(summary, output_dir)
-    from model_cards.dataset_card import write_dataset_card
-
-    write_dataset_card(output_dir)
-    logger.warning(f"Merged {len(inputs)} folders: {summary}")
+    if finalize:
+        finalize_folder(folder, config)
     return summary

@@ -19,20 +19,23 @@ from transformers.utils import logging
 
 from .audio import ClipError, make_windows
 from .captioner import CAPTION_PROMPT
+from .ownership import Manifest
 from .schema import (
     DATA_DIR,
     DEFAULT_TOP_K,
     rank_scores,
     rows_to_table,
     unit_file_name,
-    write_table_atomically,
 )
 from .scorer import ClapScorer
 from .sources import ClipSource
+from .validation import NOT_SHOWN, ArgumentError, braces, check_integer, check_number
 
 logger = logging.get_logger(__name__)
 
 RELEASED_CAPTIONER = "NVIDIA/audio-flamingo@legacy_audio_flamingo_1:labeling_machine/AF-AudioSet.json"
+IMPORT_CONFIG_NAME = "build_config.json"
+IMPORT_FAILURES_NAME = "failures.jsonl"
 
 
 def read_released_captions(path: str | os.PathLike) -> dict[str, list[str]]:
@@ -69,6 +72,29 @@ def read_released_captions(path: str | os.PathLike) -> dict[str, list[str]]:
     return dict(sorted(captions.items()))
 
 
+def _check_import_output(output_dir: Path, manifest: Manifest | None) -> None:
+    """Refuses, writing nothing, an output folder holding files that no import wrote (a build, the user's)."""
+    from model_cards.dataset_card import CARD_FILES
+
+    shown = os.fspath(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ArgumentError("output_dir", shown, "is a file, not a folder.")
+    if manifest is None:
+        return
+    candidates = [IMPORT_CONFIG_NAME, IMPORT_FAILURES_NAME, *CARD_FILES]
+    data = output_dir / DATA_DIR
+    if data.is_dir():
+        candidates += [f"{DATA_DIR}/{p.relative_to(data).as_posix()}" for p in sorted(data.rglob("*")) if p.is_file()]
+    refused = [relative for relative in manifest.not_owned(candidates) if not Path(relative).name.startswith(".")]
+    if refused:
+        raise ArgumentError(
+            "output_dir",
+            shown,
+            f"holds {braces(refused[0])}, which no import of the released captions wrote (or which was changed since); "
+            "give an empty or new folder, or move it away.",
+        )
+
+
 def import_released(
     json_path: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -79,6 +105,10 @@ def import_released(
 ) -> dict[str, int]:
     """
     Writes the released captions as an AF-AudioSet folder (same columns, shards and card as a build).
+
+    Nothing is written before the arguments, the JSON and the output folder are checked: the folder must be new,
+    empty, hold none of the files an import writes, or hold an earlier import (whose files are then replaced, and
+    its shards that this import does not write again deleted, so that no stale shard is read as data).
 
     Args:
         json_path (`str` or `os.PathLike`): the released `AF-AudioSet.json`.
@@ -91,17 +121,31 @@ def import_released(
     Returns:
         `dict[str, int]`: counts of ytids, captions, scored clips, clips without audio and audio failures.
     """
-    from model_cards.dataset_card import write_dataset_card
+    from model_cards.dataset_card import dataset_card_files
 
     if (audio_sources is None) != (scorer is None):
-        raise ValueError("Scoring needs both `audio_sources` and `scorer`; pass both or neither.")
+        raise ArgumentError("scorer", NOT_SHOWN, "and `audio_sources` go together: pass both or neither.")
+    unit_size = check_integer("unit_size", unit_size, minimum=1)
+    window_seconds = check_number("window_seconds", window_seconds, minimum=0.0)
+    if window_seconds == 0:
+        raise ArgumentError("window_seconds", window_seconds, "must be more than 0.")
+    if not Path(json_path).is_file():
+        problem = "is a folder; give the released AF-AudioSet.json." if Path(json_path).exists() else "does not exist."
+        raise ArgumentError("json_path", os.fspath(json_path), problem)
     output_dir = Path(output_dir)
+    manifest = Manifest(output_dir) if output_dir.is_dir() else None
+    _check_import_output(output_dir, manifest)
     captions = read_released_captions(json_path)
+    if not captions:
+        raise ArgumentError("json_path", os.fspath(json_path), "holds no captions.")
+
     sources = {s.clip_id: s for s in audio_sources or ()}
     ytids = list(captions)
     num_units = max(1, -(-len(ytids) // unit_size))
     counts = {"ytids": len(ytids), "captions": 0, "scored_clips": 0, "audio_failures": 0, "no_audio": 0}
     failures = []
+    manifest = manifest or Manifest(output_dir)
+    written: set[str] = set()
     for unit in tqdm(range(num_units), desc="AF-AudioSet import", unit="unit"):
         rows = []
         for ytid in ytids[unit * unit_size : (unit + 1) * unit_size]:
@@ -118,7 +162,9 @@ def import_released(
                         counts["scored_clips"] += 1
                     except ClipError as error:
                         counts["audio_failures"] += 1
-                        failures.append({"clip_id": ytid, "origin": source.origin, "reason": error.reason, "detail": error.detail})
+                        failures.append(
+                            {"clip_id": ytid, "origin": source.origin, "reason": error.reason, "detail": error.detail}
+                        )
             ranks = rank_scores(scores) if scores is not None else list(range(len(clip_captions)))
             for index, caption in enumerate(clip_captions):
                 rows.append(
@@ -135,10 +181,10 @@ def import_released(
                     }
                 )
         counts["captions"] += len(rows)
-        write_table_atomically(rows_to_table(rows), output_dir / DATA_DIR / unit_file_name(unit, num_units))
+        shard = f"{DATA_DIR}/{unit_file_name(unit, num_units)}"
+        manifest.write_files({shard: _parquet_bytes(rows_to_table(rows))})
+        written.add(shard)
 
-    with open(output_dir / "failures.jsonl", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(failure) + "\n" for failure in failures)
     build = {
         "captioner": RELEASED_CAPTIONER,
         "clap": scorer.model_id if scorer is not None else "(not scored)",
@@ -148,7 +194,27 @@ def import_released(
         "window_seconds": window_seconds,
         "source": str(json_path),
     }
-    (output_dir / "build_config.json").write_text(json.dumps(build, indent=2) + "\n")
-    write_dataset_card(output_dir)
+    failures_bytes = "".join(json.dumps(failure) + "\n" for failure in failures).encode("utf-8")
+    manifest.write_files(
+        {
+            IMPORT_FAILURES_NAME: failures_bytes,
+            IMPORT_CONFIG_NAME: (json.dumps(build, indent=2) + "\n").encode("utf-8"),
+        }
+    )
+    # Shards an earlier import wrote (with another unit size, or a longer file) would be read as data.
+    for relative in sorted(manifest.files):
+        if relative.startswith(f"{DATA_DIR}/") and relative not in written:
+            manifest.remove(relative)
+    _, card_files = dataset_card_files(output_dir, build=build, summary={})
+    manifest.write_files(card_files)
     logger.warning(f"Imported {json_path}: {counts}")
     return counts
+
+
+def _parquet_bytes(table) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()

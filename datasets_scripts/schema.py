@@ -14,6 +14,9 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .ownership import temporary_path
+from .validation import check_integer, check_number
+
 # The paper studies these thresholds; 0.45 was best for AudioCaps and 0.35 for MusicCaps (FACTS.md).
 TAU_PRESETS: tuple[float, ...] = (0.35, 0.40, 0.45, 0.50)
 DEFAULT_TOP_K = 3
@@ -44,16 +47,22 @@ def config_name(tau: float) -> str:
 
 
 def filters(tau: float | None, top_k: int | None = DEFAULT_TOP_K) -> list[tuple[str, str, float | int]]:
-    """The parquet filters selecting the captions kept at `tau` among the `top_k` best of each window."""
-    if tau is not None and not -1.0 <= tau <= 1.0:
-        raise ValueError(f"`tau` is a cosine similarity threshold in [-1, 1], got {tau}.")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"`top_k` must be at least 1, got {top_k}.")
+    """
+    The parquet filters selecting the captions kept at `tau` among the `top_k` best of each window.
+
+    Args:
+        tau (`float`, *optional*): least CLAP similarity kept, a cosine in [-1, 1]; `None` keeps every score.
+        top_k (`int`, *optional*, defaults to 3): best captions per window kept, at least 1; `None` keeps all ranks.
+
+    Raises:
+        [`~datasets_scripts.validation.ArgumentError`] (a `ValueError`): naming a `tau` that is not a finite number
+        in [-1, 1] (a string, NaN, infinity) or a `top_k` that is not a whole number of at least 1.
+    """
     rules: list[tuple[str, str, float | int]] = []
     if top_k is not None:
-        rules.append(("rank", "<", int(top_k)))
+        rules.append(("rank", "<", check_integer("top_k", top_k, minimum=1)))
     if tau is not None:
-        rules.append(("clap_similarity", ">=", float(tau)))
+        rules.append(("clap_similarity", ">=", check_number("tau", tau, -1.0, 1.0)))
     return rules
 
 
@@ -75,7 +84,7 @@ def write_table_atomically(table: pa.Table, path: str | os.PathLike) -> None:
     """Writes a parquet file through a temporary name, so a killed job never leaves a half-written shard."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temporary_path(path)
     pq.write_table(table, tmp)
     os.replace(tmp, path)
 

@@ -19,10 +19,33 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from .audio import UNREADABLE, ClipError, decode_audio
+from .audio import NOT_AUDIO, UNREADABLE, ClipError, decode_audio, probe_audio
+from .loading import local_cache_kwargs
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus")
+# Endings of audio formats FFmpeg decodes. A file named so is listed as a clip without being opened (listing 2M
+# AudioSet clips must stay cheap; a damaged one fails when decoded, as "unreadable"). Any other file is probed with
+# `probe_audio`, so that a ".webm", ".mp4" or ".xyz" holding audio is a clip too, and the rest is accounted for as
+# "not_audio" instead of being left out silently.
+AUDIO_EXTENSIONS = (
+    ".wav",
+    ".flac",
+    ".mp3",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".m4a",
+    ".aac",
+    ".aif",
+    ".aiff",
+    ".aifc",
+    ".wma",
+    ".caf",
+    ".au",
+    ".wv",
+    ".mka",
+)
 # Column names that hold a YouTube id / clip id, in order of preference: AudioSet and MusicCaps use `ytid`,
 # AudioCaps `youtube_id`, generic lists `id`.
 ID_COLUMNS = ("ytid", "youtube_id", "id")
@@ -76,9 +99,7 @@ class _DatasetRowLoader:
             return decode_audio(value["bytes"])
         if value.get("path"):
             return decode_audio(value["path"])
-        raise ClipError(
-            UNREADABLE, f"row {self.index}: audio has neither bytes nor path"
-        )
+        raise ClipError(UNREADABLE, f"row {self.index}: audio has neither bytes nor path")
 
 
 @dataclass(frozen=True)
@@ -113,9 +134,7 @@ class ClipSource:
         return self.loader()
 
     @classmethod
-    def from_file(
-        cls, path: str | os.PathLike, clip_id: str | None = None
-    ) -> ClipSource:
+    def from_file(cls, path: str | os.PathLike, clip_id: str | None = None) -> ClipSource:
         """A source that decodes `path`; its id defaults to the file stem."""
         path = os.fspath(path)
         return cls(
@@ -125,35 +144,75 @@ class ClipSource:
         )
 
     @classmethod
-    def missing(cls, clip_id: str, detail: str) -> ClipSource:
-        """A listed clip with no audio: `load()` raises `ClipError("unreadable", detail)`."""
+    def missing(cls, clip_id: str, detail: str, reason: str = UNREADABLE) -> ClipSource:
+        """A listed clip with no audio: `load()` raises `ClipError(reason, detail)` (`"unreadable"` by default)."""
         return cls(
             clip_id=clip_id,
             origin=f"missing:{clip_id}",
-            loader=_FailingLoader(UNREADABLE, detail),
+            loader=_FailingLoader(reason, detail),
         )
+
+    @classmethod
+    def not_audio(cls, path: str | os.PathLike, clip_id: str, detail: str) -> ClipSource:
+        """A file of the source that holds no audio: listed so that it is accounted for, as `"not_audio"`."""
+        return cls(clip_id=clip_id, origin=os.fspath(path), loader=_FailingLoader(NOT_AUDIO, detail))
+
+    @property
+    def listing_failure(self) -> str | None:
+        """The failure reason already known when the source was listed (a missing file, a file that is not audio),
+        or `None` for a clip that has to be decoded to know."""
+        return self.loader.reason if isinstance(self.loader, _FailingLoader) else None
 
 
 def _normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
     # Case-insensitive, with or without the dot: ".WAV" files are as common as ".wav" in scraped corpora.
-    return tuple(
-        ext.lower() if ext.startswith(".") else f".{ext.lower()}" for ext in extensions
-    )
+    return tuple(ext.lower() if ext.startswith(".") else f".{ext.lower()}" for ext in extensions)
 
 
-def _audio_files(audio_dir: str | os.PathLike, extensions: Iterable[str]) -> list[str]:
+def _list_files(audio_dir: str | os.PathLike) -> list[str]:
+    """Every file under a folder, recursively, in a stable order."""
     root = os.fspath(audio_dir)
+    if not os.path.exists(root):
+        raise FileNotFoundError(f"Audio folder not found: {root!r}")
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"Audio folder not found: {root}")
-    wanted = _normalise_extensions(extensions)
+        raise NotADirectoryError(f"{root!r} is a file, not a folder of audio files")
     found = []
     # os.walk (not Path.rglob) because it is markedly faster on folders of millions of files.
     for directory, subdirectories, files in os.walk(root):
         subdirectories.sort()
-        for name in files:
-            if os.path.splitext(name)[1].lower() in wanted:
-                found.append(os.path.join(directory, name))
+        found.extend(os.path.join(directory, name) for name in sorted(files))
     return found
+
+
+class _AudioProbe:
+    """Tells audio files from the rest: by name for `extensions`, by opening the file (`probe_audio`) otherwise.
+    Results are cached, so that a file is probed once however many ids point at it."""
+
+    def __init__(self, extensions: Iterable[str]):
+        self.extensions = _normalise_extensions(extensions)
+        self._cache: dict[str, str | None] = {}
+
+    def why_not_audio(self, path: str) -> str | None:
+        """`None` for an audio file, else the reason it is not one."""
+        if os.path.splitext(path)[1].lower() in self.extensions:
+            return None
+        if path not in self._cache:
+            self._cache[path] = probe_audio(path)
+        return self._cache[path]
+
+    def split(self, paths: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+        """`(audio paths, [(other path, why it is not audio)])`, with a progress bar when many files need opening."""
+        unknown = [p for p in paths if os.path.splitext(p)[1].lower() not in self.extensions]
+        for path in tqdm(unknown, desc="probing files for audio", unit="file", disable=len(unknown) < 1000):
+            self.why_not_audio(path)
+        audio, other = [], []
+        for path in paths:
+            reason = self.why_not_audio(path)
+            if reason is None:
+                audio.append(path)
+            else:
+                other.append((path, reason))
+        return audio, other
 
 
 def _index_by_stem(paths: Iterable[str]) -> dict[str, str]:
@@ -163,9 +222,7 @@ def _index_by_stem(paths: Iterable[str]) -> dict[str, str]:
         if stem in by_stem:
             first, second = sorted([by_stem[stem], path])
             # Two files with one id would give two clips the same window keys: refuse rather than pick one.
-            raise ValueError(
-                f"Two audio files share the id {stem!r}: {first} and {second}."
-            )
+            raise ValueError(f"Two audio files share the id {stem!r}: {first} and {second}.")
         by_stem[stem] = path
     return by_stem
 
@@ -174,25 +231,37 @@ def clips_from_audio_dir(
     audio_dir: str | os.PathLike, extensions: Sequence[str] = AUDIO_EXTENSIONS
 ) -> list[ClipSource]:
     """
-    Lists the audio files under a folder, recursively.
+    Lists every file under a folder, recursively: each audio file is a clip; each other file is listed too, with a
+    `"not_audio"` failure, so that the builder accounts for it instead of leaving it out silently.
+
+    Audio is whatever FFmpeg decodes, whatever the file's name: files ending in one of `extensions` are taken as
+    audio without being opened (a damaged one fails when decoded, as `"unreadable"`); any other file is opened with
+    `probe_audio` and is a clip when FFmpeg finds an audio stream in it (a `.webm`, an `.mp4` with sound, ...).
 
     Args:
         audio_dir (`str` or `os.PathLike`):
             The folder.
         extensions (`Sequence[str]`, *optional*, defaults to `AUDIO_EXTENSIONS`):
-            File name endings to list, matched case-insensitively.
+            File name endings taken as audio without probing, matched case-insensitively.
 
     Returns:
-        `list[ClipSource]`: one per file, id = file stem, sorted by id.
+        `list[ClipSource]`: sorted by id. An audio file's id is its stem; a file that is not audio is listed under
+        its path relative to `audio_dir` (`"notes/README.txt"`), so that a sidecar `clip.json` never competes with
+        `clip.wav` for an id.
 
     Raises:
         `FileNotFoundError`: when the folder does not exist.
-        `ValueError`: when two files have the same stem (the message names both paths).
+        `NotADirectoryError`: when it is a file.
+        `ValueError`: when two audio files have the same stem (the message names both paths).
     """
-    by_stem = _index_by_stem(_audio_files(audio_dir, extensions))
-    return [
-        ClipSource.from_file(by_stem[stem], clip_id=stem) for stem in sorted(by_stem)
-    ]
+    probe = _AudioProbe(extensions)
+    audio, other = probe.split(_list_files(audio_dir))
+    by_stem = _index_by_stem(audio)
+    sources = [ClipSource.from_file(path, clip_id=stem) for stem, path in by_stem.items()]
+    for path, reason in other:
+        relative = Path(os.path.relpath(path, audio_dir)).as_posix()
+        sources.append(ClipSource.not_audio(path, clip_id=relative, detail=reason))
+    return sorted(sources, key=lambda source: source.clip_id)
 
 
 # A file named after a segment: "<ytid>_<start>" or "<ytid>_<start>_<end>" (or "-<end>"), seconds or milliseconds.
@@ -222,9 +291,7 @@ def _data_lines(path: str | os.PathLike) -> tuple[list[str], int]:
     with open(path, encoding="utf-8-sig", newline="") as handle:
         lines = handle.readlines()
     skipped = 0
-    while skipped < len(lines) and (
-        not lines[skipped].strip() or lines[skipped].lstrip().startswith("#")
-    ):
+    while skipped < len(lines) and (not lines[skipped].strip() or lines[skipped].lstrip().startswith("#")):
         skipped += 1
     return lines[skipped:], skipped
 
@@ -259,19 +326,11 @@ def _read_segment_rows(
     for offset, row in enumerate(rows[first_data:], start=first_data):
         # reader.line_num is not kept per row; the row offset is exact for one-line rows, the usual case.
         line_number = skipped + offset + 1
-        if (
-            not row
-            or not any(cell.strip() for cell in row)
-            or row[0].lstrip().startswith("#")
-        ):
+        if not row or not any(cell.strip() for cell in row) or row[0].lstrip().startswith("#"):
             continue
         if id_index >= len(row) or not row[id_index].strip():
             raise ValueError(f"{csv_path}, line {line_number}: no clip id in {row!r}.")
-        start = (
-            _parse_float(row[start_index])
-            if start_index is not None and start_index < len(row)
-            else None
-        )
+        start = _parse_float(row[start_index]) if start_index is not None and start_index < len(row) else None
         result.append((row[id_index].strip(), start, line_number))
     return result
 
@@ -286,9 +345,11 @@ def clips_from_audioset_csv(
 
     The CSV is either AudioSet's own (`# ...` comment lines, then `YTID, start_seconds, end_seconds,
     positive_labels` rows with quoted labels) or any CSV whose header has a `ytid` (or `youtube_id` / `id`)
-    column. A row's ytid matches a file (searched recursively) named `<ytid>.<ext>`, else `<ytid>_<start>...`
-    (start in seconds or milliseconds, optionally followed by `_<end>`), else `Y<ytid>.<ext>` (the name used by
-    common AudioSet downloaders). Rows with the same ytid and start are one clip.
+    column. A row's ytid matches an audio file (searched recursively, any format FFmpeg decodes, see
+    `clips_from_audio_dir`) named `<ytid>.<ext>`, else `<ytid>_<start>...` (start in seconds or milliseconds,
+    optionally followed by `_<end>`), else `Y<ytid>.<ext>` (the name used by common AudioSet downloaders). Files
+    that are not audio (a `<ytid>.json` beside `<ytid>.wav`) never match. Rows with the same ytid and start are one
+    clip. Files the CSV does not name are not part of the source.
 
     Args:
         csv_path (`str` or `os.PathLike`):
@@ -296,23 +357,27 @@ def clips_from_audioset_csv(
         audio_dir (`str` or `os.PathLike`):
             The folder holding the downloaded audio.
         extensions (`Sequence[str]`, *optional*, defaults to `AUDIO_EXTENSIONS`):
-            File name endings to consider.
+            File name endings taken as audio without probing.
 
     Returns:
-        `list[ClipSource]`: one per distinct ytid, in CSV order. A ytid with no file (or several candidate files
-        that cannot be told apart) is still listed; its `load()` raises `ClipError("unreadable", ...)`.
+        `list[ClipSource]`: one per distinct ytid, in CSV order. A ytid with no audio file (or several candidate
+        files that cannot be told apart) is still listed; its `load()` raises `ClipError("unreadable", ...)`, or
+        `ClipError("not_audio", ...)` when the only files named after it are not audio.
 
     Raises:
         `ValueError`: a row without an id, one ytid listed with two different start times (two clips that would
-        share one id), or two files with the same stem in `audio_dir`.
+        share one id), or two audio files named exactly after one ytid.
     """
     rows = _read_segment_rows(csv_path)
-    by_stem = _index_by_stem(_audio_files(audio_dir, extensions))
+    files_by_stem: dict[str, list[str]] = {}
+    for path in _list_files(audio_dir):
+        files_by_stem.setdefault(Path(path).stem, []).append(path)
     by_segment_id: dict[str, list[tuple[float, str]]] = {}
-    for stem, path in by_stem.items():
+    for stem in files_by_stem:
         for ytid, start in _segment_prefixes(stem):
-            by_segment_id.setdefault(ytid, []).append((start, path))
+            by_segment_id.setdefault(ytid, []).append((start, stem))
 
+    probe = _AudioProbe(extensions)
     sources: list[ClipSource] = []
     seen: dict[str, tuple[float | None, int]] = {}
     for ytid, start, line_number in rows:
@@ -325,35 +390,46 @@ def clips_from_audioset_csv(
                 f"(line {line_number}); two segments of one video would share the clip id."
             )
         seen[ytid] = (start, line_number)
-        sources.append(_match_file(ytid, start, by_stem, by_segment_id))
+        sources.append(_match_file(ytid, start, files_by_stem, by_segment_id, probe))
     return sources
 
 
 def _match_file(
     ytid: str,
     start: float | None,
-    by_stem: dict[str, str],
+    files_by_stem: dict[str, list[str]],
     by_segment_id: dict[str, list[tuple[float, str]]],
+    probe: _AudioProbe,
 ) -> ClipSource:
-    if ytid in by_stem:
-        return ClipSource.from_file(by_stem[ytid], clip_id=ytid)
-    candidates = by_segment_id.get(ytid, [])
+    not_audio: list[tuple[str, str]] = []
+
+    def audio_of(stem: str) -> list[str]:
+        audio, other = probe.split(files_by_stem.get(stem, []))
+        not_audio.extend(other)
+        return audio
+
+    exact = audio_of(ytid)
+    if len(exact) > 1:
+        raise ValueError(f"Two audio files share the id {ytid!r}: {' and '.join(sorted(exact))}.")
+    if exact:
+        return ClipSource.from_file(exact[0], clip_id=ytid)
+    candidates = [(s, path) for s, stem in by_segment_id.get(ytid, []) for path in audio_of(stem)]
     if len(candidates) > 1 and start is not None:
         # Several segments of one video on disk: keep the one whose start matches the CSV's (in s or in ms).
-        candidates = [
-            (s, p)
-            for s, p in candidates
-            if abs(s - start) < 1e-3 or abs(s - start * 1000) < 0.5
-        ]
+        candidates = [(s, p) for s, p in candidates if abs(s - start) < 1e-3 or abs(s - start * 1000) < 0.5]
     if len(candidates) == 1:
         return ClipSource.from_file(candidates[0][1], clip_id=ytid)
     if len(candidates) > 1:
         paths = ", ".join(sorted(p for _, p in candidates))
-        return ClipSource.missing(
-            ytid, f"ambiguous audio files for ytid {ytid!r} (start {start}): {paths}"
-        )
-    if f"Y{ytid}" in by_stem:
-        return ClipSource.from_file(by_stem[f"Y{ytid}"], clip_id=ytid)
+        return ClipSource.missing(ytid, f"ambiguous audio files for ytid {ytid!r} (start {start}): {paths}")
+    prefixed = audio_of(f"Y{ytid}")
+    if len(prefixed) == 1:
+        return ClipSource.from_file(prefixed[0], clip_id=ytid)
+    if len(prefixed) > 1:
+        return ClipSource.missing(ytid, f"ambiguous audio files for ytid {ytid!r}: {', '.join(sorted(prefixed))}")
+    if not_audio:
+        details = "; ".join(reason for _, reason in not_audio)
+        return ClipSource.missing(ytid, f"no audio file for ytid {ytid!r}: {details}", reason=NOT_AUDIO)
     return ClipSource.missing(ytid, f"no audio file for ytid {ytid!r}")
 
 
@@ -394,23 +470,15 @@ def clips_from_hf_dataset(
 
     columns = list(dataset.column_names)
     if audio_column not in columns:
-        raise ValueError(
-            f"No audio column {audio_column!r} in the dataset; its columns are {columns}."
-        )
+        raise ValueError(f"No audio column {audio_column!r} in the dataset; its columns are {columns}.")
     if id_column is not None and id_column not in columns:
-        raise ValueError(
-            f"No id column {id_column!r} in the dataset; its columns are {columns}."
-        )
+        raise ValueError(f"No id column {id_column!r} in the dataset; its columns are {columns}.")
     if name is None:
-        name = (
-            getattr(getattr(dataset, "info", None), "dataset_name", None) or "dataset"
-        )
+        name = getattr(getattr(dataset, "info", None), "dataset_name", None) or "dataset"
 
     try:
         # A features-only change (no audio is rewritten or decoded): rows now come back as {"bytes", "path"}.
-        audio_only = dataset.select_columns([audio_column]).cast_column(
-            audio_column, Audio(decode=False)
-        )
+        audio_only = dataset.select_columns([audio_column]).cast_column(audio_column, Audio(decode=False))
         # Rows must come back as plain Python dicts whatever format the caller set (e.g. "torch").
         audio_only = audio_only.with_format(None)
     except Exception as error:
@@ -421,15 +489,10 @@ def clips_from_hf_dataset(
     # The "arrow" format returns columns as Arrow arrays (memory-mapped for on-disk datasets, honouring any
     # select/shuffle indices); taking the struct's "path" child reads no audio bytes into Python.
     if id_column is not None:
-        ids = [
-            None if v is None else str(v)
-            for v in dataset.with_format("arrow")[id_column].to_pylist()
-        ]
+        ids = [None if v is None else str(v) for v in dataset.with_format("arrow")[id_column].to_pylist()]
     else:
         ids = [None] * len(dataset)
-    paths = pc.struct_field(
-        audio_only.with_format("arrow")[audio_column], "path"
-    ).to_pylist()
+    paths = pc.struct_field(audio_only.with_format("arrow")[audio_column], "path").to_pylist()
 
     sources: list[ClipSource] = []
     first_row: dict[str, int] = {}
@@ -475,10 +538,16 @@ def load_hf_source(
             See `clips_from_hf_dataset`.
         load_kwargs:
             Passed to `datasets.load_dataset`.
+
+    Raises:
+        [`~datasets_scripts.validation.ArgumentError`]: naming `name_or_path` when it is a file, a path that does not
+        exist, or a Hub id that cannot be loaded (offline and not cached, or not on the Hub).
     """
     import datasets
 
-    location = os.fspath(name_or_path)
+    from .validation import check_reference, describe_load_failure
+
+    location = check_reference("name_or_path", name_or_path, "a dataset")
     saved = os.path.isdir(location) and (
         os.path.isfile(os.path.join(location, "state.json"))
         or os.path.isfile(os.path.join(location, "dataset_dict.json"))
@@ -487,12 +556,14 @@ def load_hf_source(
         loaded = datasets.load_from_disk(location)
         if isinstance(loaded, datasets.DatasetDict):
             if split not in loaded:
-                raise ValueError(
-                    f"No split {split!r} in {location}; its splits are {list(loaded)}."
-                )
+                raise ValueError(f"No split {split!r} in {location}; its splits are {list(loaded)}.")
             loaded = loaded[split]
     else:
-        loaded = datasets.load_dataset(location, split=split, **load_kwargs)
+        try:
+            loaded = datasets.load_dataset(location, split=split, **local_cache_kwargs(location, **load_kwargs))
+        except (ConnectionError, FileNotFoundError) as error:
+            # datasets' DatasetNotFoundError is a FileNotFoundError; offline, an uncached id is a ConnectionError.
+            raise describe_load_failure("name_or_path", location, "a dataset", error) from error
     return clips_from_hf_dataset(
         loaded,
         audio_column=audio_column,
@@ -531,9 +602,7 @@ def read_id_list(path: str | os.PathLike) -> set[str]:
     return ids
 
 
-def exclude_ids(
-    sources: Iterable[ClipSource], ids: Iterable[str]
-) -> tuple[list[ClipSource], list[ClipSource]]:
+def exclude_ids(sources: Iterable[ClipSource], ids: Iterable[str]) -> tuple[list[ClipSource], list[ClipSource]]:
     """
     Splits sources by id, keeping their order.
 

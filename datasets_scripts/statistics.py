@@ -3,6 +3,7 @@ each tau preset, the similarity histogram and the size-vs-tau curve (PNG)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -49,14 +50,22 @@ def dataset_statistics(folder: str | os.PathLike, top_k: int = DEFAULT_TOP_K) ->
     }
 
 
-def plot_statistics(stats: dict[str, Any], assets: Path) -> None:
-    """The similarity histogram and the size-vs-tau curve, as PNG files in `assets`."""
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def plot_statistics(stats: dict[str, Any]) -> dict[str, bytes]:
+    """The similarity histogram and the size-vs-tau curve, as PNG bytes keyed by their path in the folder."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    assets.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     values = np.asarray(stats["similarity_all"], dtype=np.float64)
     # The usual range of LAION-CLAP similarities, widened to whatever this table holds.
@@ -71,8 +80,7 @@ def plot_statistics(stats: dict[str, Any], assets: Path) -> None:
     ax.set_ylabel("captions")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(assets / HISTOGRAM_NAME)
-    plt.close(fig)
+    histogram = _png(fig)
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     ax.plot(stats["curve"]["tau"], stats["curve"]["captions"], marker="o")
@@ -81,26 +89,39 @@ def plot_statistics(stats: dict[str, Any], assets: Path) -> None:
     ax.set_xlabel("tau (CLAP similarity threshold)")
     ax.set_ylabel(f"captions kept (top {stats['top_k']} per window)")
     fig.tight_layout()
-    fig.savefig(assets / SIZE_CURVE_NAME)
-    plt.close(fig)
+    return {f"{ASSETS_DIR}/{HISTOGRAM_NAME}": histogram, f"{ASSETS_DIR}/{SIZE_CURVE_NAME}": _png(fig)}
 
 
-def write_statistics(folder: str | os.PathLike, top_k: int = DEFAULT_TOP_K) -> dict[str, Any]:
+def statistics_files(folder: str | os.PathLike, top_k: int = DEFAULT_TOP_K) -> tuple[dict[str, Any], dict[str, bytes]]:
     """
-    Computes the statistics of a finished AF-AudioSet folder, and writes `stats.json` and the two plots under
-    `assets/` that its card shows.
+    The statistics of a finished AF-AudioSet folder, and the files its card shows: `stats.json` and the two plots
+    under `assets/`, as bytes keyed by their path in the folder (the caller writes them, see
+    `datasets_scripts.ownership`).
 
     Args:
         folder (`str` or `os.PathLike`): the dataset folder (its `data/*.parquet`).
         top_k (`int`, *optional*, defaults to 3): captions per window in the tau configurations.
 
     Returns:
+        `tuple[dict[str, Any], dict[str, bytes]]`: what `dataset_statistics` returns, and the files.
+    """
+    stats = dataset_statistics(folder, top_k)
+    summary = {k: v for k, v in stats.items() if not k.startswith("similarity")}
+    files = {STATS_NAME: (json.dumps(summary, indent=2) + "\n").encode("utf-8"), **plot_statistics(stats)}
+    return stats, files
+
+
+def write_statistics(folder: str | os.PathLike, top_k: int = DEFAULT_TOP_K) -> dict[str, Any]:
+    """
+    Computes the statistics of a finished AF-AudioSet folder, and writes `stats.json` and the two plots under
+    `assets/` that its card shows (see `statistics_files`).
+
+    Returns:
         `dict[str, Any]`: what `dataset_statistics` returns.
     """
     folder = Path(folder)
-    stats = dataset_statistics(folder, top_k)
-    plot_statistics(stats, folder / ASSETS_DIR)
-    (folder / STATS_NAME).write_text(
-        json.dumps({k: v for k, v in stats.items() if not k.startswith("similarity")}, indent=2) + "\n"
-    )
+    stats, files = statistics_files(folder, top_k)
+    for relative, data in files.items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_bytes(data)
     return stats

@@ -9,8 +9,10 @@ recompute without synthesising its audio, and any clip can be regenerated alone.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, Literal
 
 import numpy as np
 
@@ -47,6 +49,12 @@ class WorldConfig:
             RMS of the white background noise added to every clip.
         wav_subtype (`str`, *optional*, defaults to `"PCM_16"`):
             soundfile subtype of the written WAV files (`"FLOAT"` keeps the generated samples exactly).
+        held_out_pairs (`int`, *optional*, defaults to 0):
+            Number of unordered class pairs (of the 78) that the `captioned` distribution never holds, drawn from the
+            seed: the combinations AudioSet has and AudioCaps lacks. With it, `pool` clips are drawn as always (all
+            pairs), `captioned` clips (and the labelled clips extending that split) redraw a held-out pair, and odd
+            `test` clips are drawn from the held-out pairs, so that about half the test prompts combine classes
+            that only the pool (and so only synthetic captions) ever pairs. 0 keeps every split's clips as before.
     """
 
     seed: int = 0
@@ -57,6 +65,7 @@ class WorldConfig:
     then_probability: float = 0.5
     noise_floor: float = 0.002
     wav_subtype: str = "PCM_16"
+    held_out_pairs: int = 0
 
     def __post_init__(self):
         if self.sampling_rate < 16000:
@@ -69,6 +78,8 @@ class WorldConfig:
         unknown = set(self.split_sizes) - set(SPLITS)
         if unknown or any(size < 0 for size in self.split_sizes.values()):
             raise ValueError(f"`split_sizes` takes non-negative sizes of {SPLITS}, got {self.split_sizes}.")
+        if not 0 <= self.held_out_pairs < len(class_pairs()):
+            raise ValueError(f"`held_out_pairs` must be in [0, {len(class_pairs())}), got {self.held_out_pairs}.")
 
     @property
     def num_samples(self) -> int:
@@ -79,6 +90,39 @@ class WorldConfig:
         """Number of clips in `split` (0 for a split not in `split_sizes`)."""
         check_split(split)
         return int(self.split_sizes.get(split, 0))
+
+    @cached_property
+    def held_out(self) -> frozenset[frozenset[str]]:
+        """The class pairs the `captioned` distribution never holds (see `held_out_pairs`), a pure function of the
+        seed and their number."""
+        pairs = class_pairs()
+        rng = np.random.default_rng([self.seed, split_key("held-out-pairs")])
+        chosen = rng.choice(len(pairs), size=self.held_out_pairs, replace=False)
+        return frozenset(frozenset(pairs[i]) for i in sorted(chosen))
+
+    def label_policy(self, split: str, index: int) -> LabelPolicy:
+        """Which class combinations clip `index` of `split` may hold: `"all"`, `"seen"` (no held-out pair) or
+        `"unseen"` (a held-out pair)."""
+        check_split(split)
+        if not self.held_out_pairs or split == "pool":
+            return "all"
+        if split == "test" and index % 2 == 1:
+            return "unseen"
+        return "seen"
+
+
+# "all": any combination; "seen": never a held-out pair; "unseen": always a held-out pair.
+LabelPolicy = Literal["all", "seen", "unseen"]
+
+
+def class_pairs() -> list[tuple[str, str]]:
+    """Every unordered pair of distinct classes, in `CLASSES` order."""
+    return list(itertools.combinations(CLASSES, 2))
+
+
+def combination(classes: list[str] | tuple[str, ...]) -> frozenset[str]:
+    """A clip's class combination: the set of its classes, whatever their order or relation."""
+    return frozenset(classes)
 
 
 @dataclass
@@ -139,7 +183,7 @@ def _event(class_name: str, start: float, end: float, rng: np.random.Generator) 
     return {"class": class_name, "attributes": attributes, "peak": peak, "start": start, "end": end}
 
 
-def sample_labels(config: WorldConfig, rng: np.random.Generator) -> dict[str, Any]:
+def sample_labels(config: WorldConfig, rng: np.random.Generator, policy: LabelPolicy = "all") -> dict[str, Any]:
     """
     Draws a clip's ground truth: one or two distinct classes, their attributes, peaks and time spans.
 
@@ -152,6 +196,9 @@ def sample_labels(config: WorldConfig, rng: np.random.Generator) -> dict[str, An
             The world (its clip length and event probabilities are used).
         rng (`np.random.Generator`):
             The clip's label stream.
+        policy (`str`, *optional*, defaults to `"all"`):
+            `"all"`, `"seen"` (a held-out pair is redrawn) or `"unseen"` (two events of a held-out pair); see
+            `WorldConfig.label_policy`. `"all"`, and `"seen"` without held-out pairs, draw exactly as before.
 
     Returns:
         `dict`: `{"events": [...], "relation": "then" | "while" | None}`.
@@ -163,10 +210,18 @@ def sample_labels(config: WorldConfig, rng: np.random.Generator) -> dict[str, An
         start = rng.uniform(earliest, max(earliest, latest_end - duration))
         return round(float(start), 3), round(float(start + duration), 3)
 
-    if rng.random() >= config.two_event_probability:
+    held_out = config.held_out if policy != "all" else frozenset()
+    one_event = rng.random() >= config.two_event_probability
+    if one_event and policy != "unseen":
         start, end = span(rng.uniform(0.45, 0.9) * length, margin, length - margin)
         return {"events": [_event(str(rng.choice(CLASSES)), start, end, rng)], "relation": None}
-    first, second = (str(name) for name in rng.choice(CLASSES, size=2, replace=False))
+    if policy == "unseen":
+        pairs = sorted(tuple(sorted(pair)) for pair in held_out)
+        first, second = (str(name) for name in rng.permutation(pairs[int(rng.integers(len(pairs)))]))
+    else:
+        first, second = (str(name) for name in rng.choice(CLASSES, size=2, replace=False))
+        while frozenset((first, second)) in held_out:
+            first, second = (str(name) for name in rng.choice(CLASSES, size=2, replace=False))
     if rng.random() < config.then_probability:
         durations = rng.uniform(0.3, 0.42, size=2) * length
         gap = rng.uniform(0.02, 0.08) * length
@@ -229,7 +284,7 @@ def generate_clip(config: WorldConfig, split: str, index: int) -> MicroClip:
         `MicroClip`
     """
     labels_rng, caption_rng, audio_rng = clip_streams(config, split, index)
-    labels = sample_labels(config, labels_rng)
+    labels = sample_labels(config, labels_rng, config.label_policy(split, index))
     return MicroClip(
         clip_id=clip_id(split, index),
         audio=render_audio(labels, config, audio_rng),
@@ -243,5 +298,5 @@ def generate_clip(config: WorldConfig, split: str, index: int) -> MicroClip:
 def clip_metadata(config: WorldConfig, split: str, index: int) -> tuple[str, dict[str, Any], str]:
     """The id, labels and caption of a clip, without synthesising its audio."""
     labels_rng, caption_rng, _ = clip_streams(config, split, index)
-    labels = sample_labels(config, labels_rng)
+    labels = sample_labels(config, labels_rng, config.label_policy(split, index))
     return clip_id(split, index), labels, caption_for(labels, caption_rng)

@@ -24,6 +24,8 @@ from pathlib import Path
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from pipelines.cli import UserError, add_debug_argument, command_line
+
 from .clips import SPLITS, WorldConfig, clip_metadata, generate_clip
 from .synthesis import CLASS_ATTRIBUTES, CLASSES
 
@@ -176,6 +178,7 @@ def write_world(
     return {split: write_split(config, split, root / split, num_proc, progress) for split in SPLITS}
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     """`python -m datasets_scripts.micro_world --root DIR [--seed N] [--pool N] [--captioned N] [--test N] ...`"""
     defaults = WorldConfig()
@@ -188,8 +191,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--two-event-probability", type=float, default=defaults.two_event_probability)
     parser.add_argument("--then-probability", type=float, default=defaults.then_probability)
     parser.add_argument("--wav-subtype", default=defaults.wav_subtype, help="soundfile subtype, e.g. PCM_16, FLOAT.")
+    parser.add_argument(
+        "--held-out-pairs",
+        type=int,
+        default=defaults.held_out_pairs,
+        help="Class pairs the captioned split never holds (odd test clips are drawn from them).",
+    )
     parser.add_argument("--num-proc", type=int, default=1)
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
+    if args.num_proc < 1:
+        raise UserError(f"--num-proc must be at least 1, got {args.num_proc}.")
     config = WorldConfig(
         seed=args.seed,
         clip_seconds=args.clip_seconds,
@@ -197,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         two_event_probability=args.two_event_probability,
         then_probability=args.then_probability,
         wav_subtype=args.wav_subtype,
+        held_out_pairs=args.held_out_pairs,
     )
     for split, path in write_world(config, args.root, num_proc=args.num_proc).items():
         print(f"{split}: {path}")

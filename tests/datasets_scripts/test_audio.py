@@ -84,21 +84,15 @@ def test_decode_compressed(tmp_path, extension):
 
 
 def test_decode_stereo_keeps_channels(tmp_path):
-    stereo = np.stack(
-        [tone(1.0, frequency=440.0), tone(1.0, frequency=880.0, amplitude=0.25)]
-    )
-    waveform, _ = decode_audio(
-        write(tmp_path / "stereo.wav", stereo, 16000, subtype="FLOAT")
-    )
+    stereo = np.stack([tone(1.0, frequency=440.0), tone(1.0, frequency=880.0, amplitude=0.25)])
+    waveform, _ = decode_audio(write(tmp_path / "stereo.wav", stereo, 16000, subtype="FLOAT"))
     assert waveform.shape == (2, 16000)
     np.testing.assert_allclose(waveform, stereo, atol=1e-6)
 
 
 def test_decode_corrupt_file_is_unreadable(tmp_path):
     path = tmp_path / "corrupt.wav"
-    path.write_bytes(
-        np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
-    )
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     with pytest.raises(ClipError) as info:
         decode_audio(path)
     assert info.value.reason == UNREADABLE and "corrupt.wav" in info.value.detail
@@ -146,9 +140,7 @@ def test_to_mono_is_mean_of_channels():
 def test_stereo_file_windows_are_down_mixed(tmp_path):
     rng = np.random.default_rng(1)
     stereo = (0.1 * rng.standard_normal((2, 32000))).astype(np.float32)
-    waveform, sample_rate = decode_audio(
-        write(tmp_path / "noise.wav", stereo, 16000, subtype="FLOAT")
-    )
+    waveform, sample_rate = decode_audio(write(tmp_path / "noise.wav", stereo, 16000, subtype="FLOAT"))
     (window,) = make_windows("noise", waveform, sample_rate)
     # 16 kHz in, 16 kHz out: the window is exactly the mean of the channels.
     np.testing.assert_allclose(window.audio_16k, stereo.mean(axis=0), atol=1e-6)
@@ -172,9 +164,7 @@ def test_44k_clip_windows_have_exact_lengths(tmp_path):
     assert abs(peak_frequency(window.audio_16k, 16000) - 1000.0) < 1.0
     assert abs(peak_frequency(window.audio_48k, 48000) - 1000.0) < 1.0
     # The two rates carry the same signal: 48 kHz decimated by 3 is close to 16 kHz away from the edges.
-    np.testing.assert_allclose(
-        window.audio_48k[::3][100:-100], window.audio_16k[100:-100], atol=0.02
-    )
+    np.testing.assert_allclose(window.audio_48k[::3][100:-100], window.audio_16k[100:-100], atol=0.02)
 
 
 def test_three_second_clip_is_one_window():
@@ -233,9 +223,7 @@ def test_silence_is_silent(tmp_path):
         make_windows("silence", *decode_audio(path))
     assert info.value.reason == SILENT
     # -70 dBFS noise is still silent at the default -60 dBFS threshold, audible at -80.
-    quiet = (
-        10 ** (-70 / 20) * np.sign(np.random.default_rng(0).standard_normal(16000))
-    ).astype(np.float32)
+    quiet = (10 ** (-70 / 20) * np.sign(np.random.default_rng(0).standard_normal(16000))).astype(np.float32)
     with pytest.raises(ClipError, match="silent"):
         make_windows("quiet", quiet, 16000)
     assert len(make_windows("quiet", quiet, 16000, silence_dbfs=-80.0)) == 1
@@ -254,23 +242,13 @@ def test_noise_and_high_frequency_content_is_not_silent():
     # A 12 kHz tone vanishes at 16 kHz, but the silence check runs at the original rate: it is sound, not silence.
     (window,) = make_windows("high", tone(2.0, 48000, 12000.0), 48000)
     # (away from the edges, where the abrupt start of the tone leaks into the 16 kHz band)
-    assert (
-        np.max(np.abs(window.audio_16k[1000:-1000]))
-        < 1e-2
-        < np.max(np.abs(window.audio_48k))
-    )
+    assert np.max(np.abs(window.audio_16k[1000:-1000])) < 1e-2 < np.max(np.abs(window.audio_48k))
 
 
 def test_window_key_is_stable():
     first = [w.window_key for w in make_windows("--PJHxphWEs", tone(25.0), 16000)]
-    second = [
-        w.window_key for w in make_windows("--PJHxphWEs", tone(25.0, 44100), 44100)
-    ]
-    assert (
-        first
-        == second
-        == ["--PJHxphWEs@0.00", "--PJHxphWEs@10.00", "--PJHxphWEs@20.00"]
-    )
+    second = [w.window_key for w in make_windows("--PJHxphWEs", tone(25.0, 44100), 44100)]
+    assert first == second == ["--PJHxphWEs@0.00", "--PJHxphWEs@10.00", "--PJHxphWEs@20.00"]
     window = ClipWindow("x", 1 / 3, np.zeros(1, np.float32), np.zeros(3, np.float32))
     assert window.window_key == "x@0.33"
 
@@ -280,3 +258,15 @@ def test_invalid_arguments():
         make_windows("x", tone(3.0), 16000, min_seconds=20.0)
     with pytest.raises(ValueError):
         resample(tone(1.0), 0, 16000)
+
+
+def test_probe_audio_tells_audio_from_the_rest_whatever_the_name(tmp_path):
+    from datasets_scripts.audio import probe_audio
+
+    wav_named_oddly = write(tmp_path / "clip.bin", tone(1.0), 16000, format="WAV")
+    (tmp_path / "notes.txt").write_text("not audio\n")
+    (tmp_path / "zero.dat").touch()
+    assert probe_audio(wav_named_oddly) is None
+    assert "no audio stream" in probe_audio(tmp_path / "notes.txt")
+    assert "zero-byte" in probe_audio(tmp_path / "zero.dat")
+    assert "not a file" in probe_audio(tmp_path / "absent.wav")

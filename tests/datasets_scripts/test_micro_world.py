@@ -22,6 +22,7 @@ from datasets_scripts.micro_world import (
     LOUDNESS_PEAKS,
     MAX_PEAK,
     SINGLE_TEMPLATES,
+    SPLITS,
     SYNONYMS,
     THEN_TEMPLATES,
     THEN_WORDS,
@@ -29,7 +30,9 @@ from datasets_scripts.micro_world import (
     WHILE_WORDS,
     WorldConfig,
     caption_for,
+    class_pairs,
     clip_metadata,
+    combination,
     generate_clip,
     main,
     render_audio,
@@ -473,3 +476,37 @@ def test_classes_mentioned_reads_back_every_reference_caption():
     assert classes_mentioned("The sound of a SINE TONE") == {"tone"}
     # Words that merely share letters with a class name do not name it.
     assert classes_mentioned("Something humming and chiming") == set()
+
+
+def test_held_out_pairs_never_reach_the_captioned_split_and_fill_odd_test_clips():
+    config = WorldConfig(seed=3, held_out_pairs=20, split_sizes={"pool": 400, "captioned": 200, "test": 60})
+    assert len(config.held_out) == 20 and all(len(pair) == 2 for pair in config.held_out)
+    assert config.held_out == WorldConfig(seed=3, held_out_pairs=20).held_out  # a function of seed and number
+    assert config.held_out != WorldConfig(seed=4, held_out_pairs=20).held_out
+
+    def combos(split):
+        labels = [clip_metadata(config, split, i)[1] for i in range(config.split_size(split))]
+        return [combination([event["class"] for event in label["events"]]) for label in labels]
+
+    captioned = combos("captioned")
+    assert not any(c in config.held_out for c in captioned)
+    test = combos("test")
+    assert all(c in config.held_out for c in test[1::2])
+    assert not any(c in config.held_out for c in test[0::2])
+    pool = combos("pool")
+    held_in_pool = sum(c in config.held_out for c in pool)
+    # The pool draws as if nothing were held out: two-event clips (40%) over 78 pairs, 20 of them held out.
+    expected = 400 * 0.4 * 20 / len(class_pairs())
+    assert 0.5 * expected < held_in_pool < 1.5 * expected
+
+
+def test_without_held_out_pairs_every_split_draws_as_before():
+    plain = WorldConfig(seed=1)
+    for split in SPLITS:
+        assert plain.label_policy(split, 1) == "all"
+    held = WorldConfig(seed=1, held_out_pairs=5)
+    # The pool never depends on the held-out pairs: its clips are the plain world's.
+    for index in range(20):
+        assert clip_metadata(held, "pool", index) == clip_metadata(plain, "pool", index)
+    with pytest.raises(ValueError, match="held_out_pairs"):
+        WorldConfig(held_out_pairs=len(class_pairs()))

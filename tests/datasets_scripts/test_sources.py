@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from datasets_scripts.audio import UNREADABLE, ClipError, make_windows
+from datasets_scripts.audio import NOT_AUDIO, UNREADABLE, ClipError, make_windows
 from datasets_scripts.sources import (
     ClipSource,
     clips_from_audio_dir,
@@ -24,9 +24,7 @@ from datasets_scripts.sources import (
 def write_tone(path, seconds=1.0, sample_rate=16000, frequency=440.0):
     path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(seconds * sample_rate)) / sample_rate
-    sf.write(
-        path, (0.5 * np.sin(2 * np.pi * frequency * t)).astype(np.float32), sample_rate
-    )
+    sf.write(path, (0.5 * np.sin(2 * np.pi * frequency * t)).astype(np.float32), sample_rate)
     return str(path)
 
 
@@ -50,13 +48,21 @@ def test_audio_dir_sorted_recursive(tmp_path):
     write_tone(tmp_path / "b" / "c" / "mmm.WAV")
     (tmp_path / "notes.txt").write_text("not audio")
     sources = clips_from_audio_dir(tmp_path)
-    assert [s.clip_id for s in sources] == ["aaa", "mmm", "zzz"]
+    # Every file is listed: the text file too, under its relative path, as a known failure.
+    assert [s.clip_id for s in sources] == ["aaa", "mmm", "notes.txt", "zzz"]
+    assert [s.listing_failure for s in sources] == [None, None, NOT_AUDIO, None]
     assert sources[1].origin == str(tmp_path / "b" / "c" / "mmm.WAV")
     waveform, sample_rate = sources[0].load()
     assert waveform.shape == (1, 16000) and sample_rate == 16000
-    assert [
-        s.clip_id for s in clips_from_audio_dir(tmp_path, extensions=("flac",))
-    ] == ["aaa"]
+    with pytest.raises(ClipError) as info:
+        sources[2].load()
+    assert info.value.reason == NOT_AUDIO and "notes.txt" in info.value.detail
+    # `extensions` only says which endings are trusted without opening the file: a .wav is still found by probing.
+    assert [s.clip_id for s in clips_from_audio_dir(tmp_path, extensions=("flac",)) if s.listing_failure is None] == [
+        "aaa",
+        "mmm",
+        "zzz",
+    ]
 
 
 def test_audio_dir_duplicate_stems_refused(tmp_path):
@@ -91,9 +97,7 @@ def test_sources_pickle(tmp_path):
     copy = pickle.loads(pickle.dumps(source))
     assert copy == source
     np.testing.assert_array_equal(copy.load()[0], source.load()[0])
-    missing = pickle.loads(
-        pickle.dumps(ClipSource.missing("gone", "no audio file for ytid 'gone'"))
-    )
+    missing = pickle.loads(pickle.dumps(ClipSource.missing("gone", "no audio file for ytid 'gone'")))
     with pytest.raises(ClipError, match="no audio file"):
         missing.load()
 
@@ -122,19 +126,14 @@ def test_audioset_csv(tmp_path):
         assert source.load()[0].shape == (1, 16000)
     with pytest.raises(ClipError) as info:
         sources[2].load()
-    assert (
-        info.value.reason == UNREADABLE
-        and "no audio file for ytid" in info.value.detail
-    )
+    assert info.value.reason == UNREADABLE and "no audio file for ytid" in info.value.detail
     assert sources[2].origin == "missing:--aE2O5G5WE"
 
 
 def test_audioset_csv_ytid_with_underscore_and_several_segments(tmp_path):
     # YouTube ids may contain "_" and digits; two segments of one video are told apart by the CSV's start.
     csv_path = tmp_path / "segments.csv"
-    csv_path.write_text(
-        '# YTID, start_seconds, end_seconds, positive_labels\nab_12345678, 20.000, 30.000, "/m/x"\n'
-    )
+    csv_path.write_text('# YTID, start_seconds, end_seconds, positive_labels\nab_12345678, 20.000, 30.000, "/m/x"\n')
     audio = tmp_path / "audio"
     write_tone(audio / "ab_12345678_0.000_10.000.wav")
     wanted = write_tone(audio / "ab_12345678_20.000_30.000.wav")
@@ -191,9 +190,9 @@ def make_dataset(tmp_path, count=3):
         for i in range(count)
     ]
     ytids = [f"yt{i:02d}" for i in range(count)]
-    return Dataset.from_dict(
-        {"audio": paths, "ytid": ytids, "caption": ["x"] * count}
-    ).cast_column("audio", Audio()), paths
+    return Dataset.from_dict({"audio": paths, "ytid": ytids, "caption": ["x"] * count}).cast_column(
+        "audio", Audio()
+    ), paths
 
 
 def test_hf_dataset_listed_lazily_and_loadable(tmp_path, monkeypatch):
@@ -202,9 +201,7 @@ def test_hf_dataset_listed_lazily_and_loadable(tmp_path, monkeypatch):
     dataset, _ = make_dataset(tmp_path)
     decoded = []
     real_decode = sources_module.decode_audio
-    monkeypatch.setattr(
-        sources_module, "decode_audio", lambda x: decoded.append(x) or real_decode(x)
-    )
+    monkeypatch.setattr(sources_module, "decode_audio", lambda x: decoded.append(x) or real_decode(x))
 
     sources = clips_from_hf_dataset(dataset, id_column="ytid", name="toy")
     assert decoded == []  # listing decodes nothing
@@ -231,13 +228,8 @@ def test_hf_dataset_ids_from_file_names_or_index(tmp_path):
         "clip2",
     ]
     # Embedded bytes without a path (as after some Hub uploads): ids fall back to the row index.
-    raw = [
-        {"bytes": p.read_bytes(), "path": None}
-        for p in sorted((tmp_path / "clips").glob("*.wav"))
-    ]
-    embedded = Dataset.from_dict({"sound": raw}, features=None).cast_column(
-        "sound", Audio()
-    )
+    raw = [{"bytes": p.read_bytes(), "path": None} for p in sorted((tmp_path / "clips").glob("*.wav"))]
+    embedded = Dataset.from_dict({"sound": raw}, features=None).cast_column("sound", Audio())
     sources = clips_from_hf_dataset(embedded, audio_column="sound")
     assert [s.clip_id for s in sources] == ["00000000", "00000001", "00000002"]
     assert sources[1].load()[0].shape == (1, 32000)
@@ -260,9 +252,7 @@ def test_hf_dataset_missing_columns(tmp_path):
     dataset, _ = make_dataset(tmp_path, count=1)
     with pytest.raises(ValueError) as info:
         clips_from_hf_dataset(dataset, audio_column="wav")
-    assert "wav" in str(info.value) and "['audio', 'ytid', 'caption']" in str(
-        info.value
-    )
+    assert "wav" in str(info.value) and "['audio', 'ytid', 'caption']" in str(info.value)
     with pytest.raises(ValueError, match="youtube_id"):
         clips_from_hf_dataset(dataset, id_column="youtube_id")
 
@@ -271,9 +261,7 @@ def test_hf_dataset_duplicate_ids_refused(tmp_path):
     from datasets import Audio, Dataset
 
     path = write_tone(tmp_path / "a.wav")
-    dataset = Dataset.from_dict(
-        {"audio": [path, path], "ytid": ["same", "same"]}
-    ).cast_column("audio", Audio())
+    dataset = Dataset.from_dict({"audio": [path, path], "ytid": ["same", "same"]}).cast_column("audio", Audio())
     with pytest.raises(ValueError, match="same"):
         clips_from_hf_dataset(dataset, id_column="ytid")
 
@@ -327,3 +315,80 @@ def test_exclude_ids(tmp_path):
     kept, excluded = exclude_ids(sources, {"b", "d", "not-listed"})
     assert [s.clip_id for s in kept] == ["a", "c"]
     assert [s.clip_id for s in excluded] == ["b", "d"]
+
+
+# ---------------------------------------------------------------- any format FFmpeg reads, and the rest accounted for
+
+
+def ffmpeg(path, *arguments, source="sine=frequency=440:duration=1.5:sample_rate=16000"):
+    import subprocess
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", source, *arguments, str(path)], check=True)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory):
+    """1.5 s tones in formats outside the usual list, a WAV under an unknown ending, and files that are not audio."""
+    root = tmp_path_factory.mktemp("mixed")
+    ffmpeg(root / "a.oga", "-c:a", "libvorbis")
+    ffmpeg(root / "b.aiff")
+    ffmpeg(root / "c.aif", "-f", "aiff")
+    ffmpeg(root / "d.webm", "-c:a", "libopus")
+    ffmpeg(root / "sub" / "e.mp4", "-c:a", "aac")
+    ffmpeg(root / "f.wma", "-c:a", "wmav2")
+    ffmpeg(root / "g.caf", "-c:a", "pcm_s16le")
+    ffmpeg(root / "h.xyz", "-f", "wav")
+    # Not audio: a video without sound, an image, text, a sidecar sharing a clip's stem, a zero-byte file.
+    ffmpeg(root / "v.mp4", "-c:v", "mpeg4", source="color=c=red:s=16x16:d=1")
+    ffmpeg(root / "pic.png", "-frames:v", "1", source="color=c=red:s=16x16:d=0.1")
+    (root / "README.txt").write_text("Clips of the test.\n")
+    (root / "a.json").write_text('{"label": "tone"}\n')
+    (root / "empty.dat").touch()
+    return root
+
+
+AUDIO_IDS = ["a", "b", "c", "d", "e", "f", "g", "h"]
+NOT_AUDIO_IDS = ["README.txt", "a.json", "empty.dat", "pic.png", "v.mp4"]
+
+
+def test_every_format_ffmpeg_reads_is_a_clip(mixed_folder):
+    sources = clips_from_audio_dir(mixed_folder)
+    # Every file is accounted for: 13 files, 13 entries.
+    assert len(sources) == sum(1 for p in mixed_folder.rglob("*") if p.is_file()) == 13
+    audio = {s.clip_id: s for s in sources if s.listing_failure is None}
+    assert sorted(audio) == AUDIO_IDS
+    for clip_id, source in audio.items():
+        waveform, rate = source.load()
+        # Lossy codecs pad to whole frames (AAC adds 1024 priming samples, Opus decodes at 48 kHz): the length is
+        # right to within one codec frame, well under 0.1 s.
+        assert abs(waveform.shape[-1] / rate - 1.5) < 0.1, clip_id
+        assert np.abs(waveform).max() > 0.1, clip_id
+
+
+def test_files_that_are_not_audio_are_listed_as_such(mixed_folder):
+    others = {s.clip_id: s for s in clips_from_audio_dir(mixed_folder) if s.listing_failure is not None}
+    assert sorted(others) == NOT_AUDIO_IDS
+    assert {s.listing_failure for s in others.values()} == {NOT_AUDIO}
+    with pytest.raises(ClipError) as info:
+        others["v.mp4"].load()
+    assert info.value.reason == NOT_AUDIO and "no audio stream" in info.value.detail
+    assert others["README.txt"].origin == str(mixed_folder / "README.txt")
+
+
+def test_audioset_csv_matches_any_audio_format_and_skips_sidecars(mixed_folder, tmp_path):
+    csv_path = tmp_path / "segments.csv"
+    csv_path.write_text("ytid,start_s\na,0\nv,0\nzz,0\n")
+    sources = {s.clip_id: s for s in clips_from_audioset_csv(csv_path, mixed_folder)}
+    assert sources["a"].origin == str(mixed_folder / "a.oga")  # not its a.json sidecar
+    assert sources["a"].load()[1] == 16000
+    # A ytid whose only file is a video without sound is a "not_audio" failure, not a missing file.
+    assert sources["v"].listing_failure == NOT_AUDIO
+    assert sources["zz"].listing_failure == UNREADABLE
+
+
+def test_a_folder_that_is_a_file_is_named(tmp_path):
+    (tmp_path / "clip.wav").write_bytes(b"")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        clips_from_audio_dir(tmp_path / "clip.wav")
