@@ -45,16 +45,15 @@ from typing import Any
 import torch
 from transformers import (
     AutoTokenizer,
-    ClapAudioConfig,
     ClapConfig,
     ClapFeatureExtractor,
     ClapModel,
     ClapProcessor,
-    ClapTextConfig,
 )
 from transformers.utils import logging
 
 from ..checkpoints import KEYS_SHOWN, check_state_dict, load_weights_only
+from ..cli import add_debug_argument, check_model_reference, check_output_folder, command_line
 
 logger = logging.get_logger(__name__)
 
@@ -432,14 +431,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--compare_with",
         help="A transformers CLAP (Hub id or folder) to compare the converted weights with, tensor by tensor.",
     )
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if not args.output_dir and not args.compare_with:
         parser.error("give --output_dir, --compare_with, or both.")
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+@command_line
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if not os.path.isfile(args.checkpoint):
+        raise FileNotFoundError(2, "--checkpoint file not found", args.checkpoint)
+    if args.compare_with:
+        check_model_reference(args.compare_with, "--compare_with")
+    if args.output_dir:
+        # A converted folder always holds config.json and the processor files; any other non-empty folder is not ours.
+        check_output_folder(args.output_dir, "--output_dir", owned_marker="preprocessor_config.json")
     py_logging.basicConfig(level=py_logging.INFO, format="%(message)s")
     logging.set_verbosity_info()
     if args.output_dir:
@@ -471,8 +479,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         for difference in config_differences:
             print(f"  {difference}")
         if not same or config_differences:
-            raise SystemExit(1)
+            return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel, PreTrainedTokenizerBase
 
+from ..cli import add_debug_argument, check_model_reference, command_line
 from ..tango_clap.pipeline_tango_clap import clap_audio_embeddings, clap_text_embeddings
 
 SANITY_CAPTIONS = {
@@ -136,19 +137,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="A transformers CLAP checkpoint: Hub id or folder.")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+@command_line
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    check_model_reference(args.model, "--model")
     model = ClapModel.from_pretrained(args.model).to(args.device).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     feature_extractor = ClapFeatureExtractor.from_pretrained(args.model)
     report = check_clap(model, tokenizer, feature_extractor, seed=args.seed)
     print(f"{args.model}\n{report.summary()}")
-    if not report.passed:
-        raise SystemExit(1)
+    return 0 if report.passed else 1
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

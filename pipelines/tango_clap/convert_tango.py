@@ -56,6 +56,7 @@ from diffusers.utils import logging
 from transformers import AutoConfig, AutoTokenizer, SpeechT5HifiGan, SpeechT5HifiGanConfig, T5Config, T5EncoderModel
 
 from ..checkpoints import KEYS_SHOWN, load_state_dict_file
+from ..cli import add_debug_argument, check_model_reference, check_output_folder, command_line
 from .architectures import AUDIOLDM_VAE_CONFIG, HIFIGAN_16K_64_CONFIG, build_scheduler, tango_unet_config
 from .pipeline_tango_clap import TangoCLAPPipeline
 
@@ -82,7 +83,6 @@ PREDICTION_TYPES = ("v_prediction", "epsilon")
 
 # Tango's `AudioDiffusion` trains with SD-2.1's scheduler config (`architectures.SD21_SCHEDULER_CONFIG`).
 SD21_SCHEDULER_NAME = "stabilityai/stable-diffusion-2-1"
-
 
 
 # ---------------------------------------------------------------------------------------------------- reading
@@ -591,12 +591,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="Cast the weights before saving.")
     parser.add_argument("--push_to_hub", default=None, metavar="REPO_ID", help="Also upload to this Hub repo.")
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
+@command_line
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line entry point (`tango-af-convert-tango`)."""
     args = parse_args(argv)
+    # Everything the conversion needs is checked before the multi-GB checkpoint is read; the output folder must be
+    # new, empty, or an earlier conversion's own (which writes `conversion.json`).
+    check_model_reference(args.checkpoint, "--checkpoint")
+    if args.text_encoder_name:
+        check_model_reference(args.text_encoder_name, "--text_encoder_name")
+    if args.unet_config and not os.path.isfile(args.unet_config):
+        raise FileNotFoundError(2, "--unet_config file not found", args.unet_config)
+    check_output_folder(args.output_dir, "--output_dir", owned_marker="conversion.json")
     logging.set_verbosity_info()  # diffusers' own messages
     logger.setLevel(py_logging.INFO)  # this module's logger is not under diffusers' root logger
     if not logger.handlers:
@@ -612,4 +622,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -27,8 +27,9 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,7 +59,7 @@ EXAMPLE_DOC_STRING = """
         >>> import torch
         >>> from diffusers import DiffusionPipeline
 
-        >>> pipe = DiffusionPipeline.from_pretrained("REPO_ID", trust_remote_code=True, torch_dtype=torch.bfloat16)
+        >>> pipe = DiffusionPipeline.from_pretrained("REPO_ID", trust_remote_code=True, dtype=torch.bfloat16)
         >>> pipe = pipe.to("cuda")
 
         >>> prompt = "A dog barks twice, then a car passes by in the rain"
@@ -90,10 +91,15 @@ class TangoCLAPPipelineOutput(AudioPipelineOutput):
             Waveforms of shape `(batch_size * num_waveforms_per_prompt, num_samples)` at `pipe.sampling_rate`, or
             latents of shape `(batch_size * num_waveforms_per_prompt, channels, frames, mel_bins)` when
             `output_type="latent"`. With CLAP scoring parts, the candidates of each prompt are sorted best first.
+            A waveform with a non-finite sample (NaN or inf, e.g. after a float16 overflow) is passed through
+            unchanged, with a logged warning naming it, so that callers can see what happened; check
+            `np.isfinite(audios).all(axis=1)` before writing audio out.
         clap_scores (`torch.Tensor`, *optional*):
             CLAP cosine similarity between each waveform and its prompt, shape
-            `(batch_size, num_waveforms_per_prompt)`, sorted like `audios`. `None` when the pipeline has no CLAP
-            scoring parts, when only embeddings were given, or for `output_type="latent"`.
+            `(batch_size, num_waveforms_per_prompt)`, sorted like `audios`. A non-finite waveform is never scored:
+            its score is NaN and it is ranked after every finite candidate of its prompt (non-finite candidates keep
+            their generation order among themselves). `None` when the pipeline has no CLAP scoring parts, when only
+            embeddings were given, or for `output_type="latent"`.
         mel_spectrograms (`np.ndarray` or `torch.Tensor`, *optional*):
             The decoded log-mel spectrograms the vocoder turned into `audios`, shape
             `(batch_size * num_waveforms_per_prompt, frames, mel_bins)`, sorted like `audios` (for display: frames
@@ -158,11 +164,73 @@ def _pad_to_window(audio: np.ndarray, length: int, padding: str) -> np.ndarray:
     return np.pad(audio, (0, length - len(audio)))
 
 
-def _fused_clap_features(feature_extractor: ClapFeatureExtractor, clip: np.ndarray) -> tuple[np.ndarray, bool]:
+def clap_fusion_crop_starts(total_frames: int, chunk_frames: int) -> list[int]:
+    """
+    Where the three window-long crops of a fused CLAP's input start, in mel frames, for a spectrogram longer than the
+    window: the middle of the first, second and last third of the possible starts.
+
+    laion_clap draws one start at random in each of the same thirds (`np.random.choice` over `np.array_split` in
+    `get_audio_features`, `laion_clap/training/data.py`), with NumPy's global generator, so that its score of a long
+    clip changes from call to call; the middles sample the clip the same way, deterministically.
+
+    Args:
+        total_frames (`int`): mel frames of the whole clip.
+        chunk_frames (`int`): mel frames of one window.
+
+    Returns:
+        `list[int]`: three start frames (0 where a third is empty, as laion_clap does).
+    """
+    ranges = np.array_split(np.arange(max(total_frames - chunk_frames + 1, 1)), 3)
+    return [int(part[len(part) // 2]) if len(part) else 0 for part in ranges]
+
+
+def clap_window_starts(num_samples: int, window: int) -> list[int]:
+    """
+    Where the windows an unfused (`rand_trunc`) CLAP reads a clip with start: `[0]` for a clip that fits one window,
+    else the fewest `window`-sample windows that cover the whole clip, evenly spaced from its first sample to its last
+    (they overlap unless the clip is a whole number of windows long). laion_clap reads one window at a random start
+    instead (`np.random.randint` in `get_audio_features`, `laion_clap/training/data.py`).
+
+    Args:
+        num_samples (`int`): length of the clip.
+        window (`int`): samples per window (`feature_extractor.nb_max_samples`).
+
+    Returns:
+        `list[int]`: start samples, first 0, last `num_samples - window`.
+    """
+    if num_samples <= window:
+        return [0]
+    count = math.ceil(num_samples / window)
+    return [round(i * (num_samples - window) / (count - 1)) for i in range(count)]
+
+
+def clap_audio_windows(feature_extractor: ClapFeatureExtractor, audio: np.ndarray) -> list[np.ndarray]:
+    """
+    The parts of `audio` that CLAP embeds separately so that the whole clip is scored, deterministically: the clip
+    itself for a fused model (its input holds the whole clip, shrunk, and three crops, see
+    [`clap_fusion_crop_starts`]) or one that fits the window; otherwise the windows of [`clap_window_starts`].
+    [`clap_audio_embeddings`] averages their embeddings.
+
+    Args:
+        feature_extractor ([`~transformers.ClapFeatureExtractor`]): gives the truncation mode and the window.
+        audio (`np.ndarray`): a mono waveform at `feature_extractor.sampling_rate`.
+
+    Returns:
+        `list[np.ndarray]`: views of `audio`.
+    """
+    window = int(feature_extractor.nb_max_samples)
+    if feature_extractor.truncation == "fusion":
+        return [audio]
+    return [audio[start : start + window] for start in clap_window_starts(len(audio), window)]
+
+
+def _fused_clap_features(
+    feature_extractor: ClapFeatureExtractor, clip: np.ndarray, crop_starts: list[int] | None = None
+) -> tuple[np.ndarray, bool]:
     """
     The 4-channel input of a fused CLAP and its "longer" flag, following laion_clap's `get_audio_features` with
-    `data_truncating="fusion"` step by step, random draws included (three crop starts, then the waveform crop that
-    fused models do not use), so that seeding NumPy alike gives laion_clap's crops.
+    `data_truncating="fusion"` step by step, except where the three crops of a long clip start: `crop_starts`, by
+    default [`clap_fusion_crop_starts`] (laion_clap draws them at random).
     """
     from transformers.audio_utils import spectrogram, window_function
 
@@ -185,52 +253,70 @@ def _fused_clap_features(feature_extractor: ClapFeatureExtractor, clip: np.ndarr
     mel = log_mel(clip)
     chunk_frames, total_frames = window // hop + 1, mel.shape[0]
     longer = chunk_frames != total_frames
-    if longer:
-        ranges = np.array_split(np.arange(total_frames - chunk_frames + 1), 3)
-        starts = [np.random.choice(r if len(r) else [0]) for r in ranges]
-        crops = [mel[start : start + chunk_frames] for start in starts]
-        # torchvision's `Resize` (bilinear, antialias=True since 0.17), which laion_clap uses for this channel.
-        shrunk = F.interpolate(
-            torch.from_numpy(mel)[None, None],
-            size=[chunk_frames, mel.shape[1]],
-            mode="bilinear",
-            align_corners=False,
-            antialias=True,
-        )[0, 0].numpy()
-        features = np.stack([shrunk, *crops])
-    else:  # just past the window but no more frames: the whole clip, four times
-        features = np.stack([mel] * 4)
-    np.random.randint(0, len(clip) - window + 1)  # laion_clap's waveform crop, drawn though unused
-    return features, longer
+    if not longer:  # just past the window but no more frames: the whole clip, four times
+        return np.stack([mel] * 4), False
+    if crop_starts is None:
+        crop_starts = clap_fusion_crop_starts(total_frames, chunk_frames)
+    if len(crop_starts) != 3 or not all(0 <= int(start) <= total_frames - chunk_frames for start in crop_starts):
+        raise ValueError(
+            f"`crop_starts` must be 3 start frames in [0, {total_frames - chunk_frames}] for a clip of "
+            f"{total_frames} mel frames, got {list(crop_starts)}."
+        )
+    crops = [mel[int(start) : int(start) + chunk_frames] for start in crop_starts]
+    # torchvision's `Resize` (bilinear, antialias=True since 0.17), which laion_clap uses for this channel.
+    shrunk = F.interpolate(
+        torch.from_numpy(mel)[None, None],
+        size=[chunk_frames, mel.shape[1]],
+        mode="bilinear",
+        align_corners=False,
+        antialias=True,
+    )[0, 0].numpy()
+    return np.stack([shrunk, *crops]), True
 
 
 def clap_audio_features(
-    feature_extractor: ClapFeatureExtractor, audios: list[np.ndarray]
+    feature_extractor: ClapFeatureExtractor,
+    audios: list[np.ndarray],
+    fusion_crop_starts: list[list[int] | None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """
-    CLAP's input features for `audios`, exactly as laion_clap's `get_audio_embedding_from_data` prepares them:
-    every clip goes through laion_clap's int16 round trip first.
+    CLAP's input features for `audios`, one row per clip, as laion_clap's `get_audio_embedding_from_data` prepares
+    them (every clip goes through laion_clap's int16 round trip first), except that nothing is random: where
+    laion_clap crops a clip longer than the window at random, the crops here are fixed.
 
     For `truncation="fusion"` the features are computed here rather than by transformers' `ClapFeatureExtractor`,
     which differs from laion_clap's inference in two ways: it marks one random clip of a batch as "longer" when none
     is (a training-time rule that laion_clap's HTSAT skips in eval mode), so that clip's embedding depended on its
     batch; and it shrinks the whole-clip channel of a long clip without antialiasing (and only for 64 mel bins),
-    where laion_clap's `torchvision.transforms.Resize` antialiases. `rand_trunc` clips go through the extractor,
-    which matches laion_clap.
+    where laion_clap's `torchvision.transforms.Resize` antialiases. A long clip's three crops start where
+    [`clap_fusion_crop_starts`] says, or where `fusion_crop_starts` says. `rand_trunc` clips go through the
+    extractor, which matches laion_clap for a clip that fits the window; a longer clip is cut to its middle window
+    here (the extractor would pick one at random). To score all of a long clip, use [`clap_audio_embeddings`], which
+    embeds every window of [`clap_audio_windows`].
 
     Args:
         feature_extractor ([`~transformers.ClapFeatureExtractor`]): fusion or `rand_trunc`; its settings (rate,
             window, hop, mel filters, padding) are used.
         audios (`list[np.ndarray]`): mono float waveforms at `feature_extractor.sampling_rate`.
+        fusion_crop_starts (`list[list[int] | None]`, *optional*): for fusion, the three crop starts (mel frames) of
+            each clip, `None` for the default; e.g. to reproduce crops laion_clap drew.
 
     Returns:
         `tuple[torch.Tensor, torch.Tensor | None]`: `input_features` and, for fusion, `is_longer` `(batch, 1)`.
     """
     clips = [int16_round_trip(audio) for audio in audios]
     if feature_extractor.truncation != "fusion":
+        window = int(feature_extractor.nb_max_samples)
+        clips = [clip if len(clip) <= window else clip[(len(clip) - window) // 2 :][:window] for clip in clips]
         rate = int(feature_extractor.sampling_rate)
         return feature_extractor(clips, sampling_rate=rate, return_tensors="pt")["input_features"], None
-    features, longer = zip(*(_fused_clap_features(feature_extractor, clip) for clip in clips))
+    if fusion_crop_starts is None:
+        fusion_crop_starts = [None] * len(clips)
+    if len(fusion_crop_starts) != len(clips):
+        raise ValueError(f"Got {len(fusion_crop_starts)} `fusion_crop_starts` for {len(clips)} clips.")
+    features, longer = zip(
+        *(_fused_clap_features(feature_extractor, clip, starts) for clip, starts in zip(clips, fusion_crop_starts))
+    )
     return torch.from_numpy(np.stack(features)).float(), torch.tensor(longer, dtype=torch.bool)[:, None]
 
 
@@ -239,8 +325,14 @@ def clap_audio_embeddings(
     clap_model: ClapModel, feature_extractor: ClapFeatureExtractor, audios: list[np.ndarray]
 ) -> torch.Tensor:
     """
-    L2-normalised CLAP audio embeddings, equal to laion_clap's `get_audio_embedding_from_data` for converted
-    LAION-CLAP weights (see [`clap_audio_features`]); each clip's embedding is independent of its batch.
+    L2-normalised CLAP audio embeddings of whole clips, deterministic and independent of the batch. For a clip that
+    fits the window they equal laion_clap's `get_audio_embedding_from_data` for converted LAION-CLAP weights (see
+    [`clap_audio_features`]); a longer clip, which laion_clap reads at random, is read whole here: a fused model
+    sees it shrunk plus three fixed crops, an unfused one embeds every window of [`clap_audio_windows`] and the
+    normalised window embeddings are averaged (then normalised again).
+
+    A clip with a non-finite sample (NaN or inf) gets an all-NaN embedding and is not run through the model: the
+    int16 round trip would turn it into arbitrary finite samples and so a finite, meaningless score.
 
     Args:
         clap_model ([`~transformers.ClapModel`]): the CLAP model.
@@ -250,13 +342,28 @@ def clap_audio_embeddings(
     Returns:
         `torch.Tensor`: float32 `(len(audios), projection_dim)`, on the CPU.
     """
-    input_features, is_longer = clap_audio_features(feature_extractor, audios)
+    windows, owners = [], []
+    for index, audio in enumerate(audios):
+        if np.isfinite(audio).all():
+            parts = clap_audio_windows(feature_extractor, audio)
+            windows += parts
+            owners += [index] * len(parts)
+    if not windows:
+        return torch.full((len(audios), clap_model.config.projection_dim), float("nan"))
+    input_features, is_longer = clap_audio_features(feature_extractor, windows)
     output = clap_model.get_audio_features(
         input_features=input_features.to(device=clap_model.device, dtype=clap_model.dtype),
         is_longer=is_longer.to(clap_model.device) if is_longer is not None else None,
     )
     # transformers 5 returns an output object whose `pooler_output` is the projected embedding.
-    return F.normalize(getattr(output, "pooler_output", output).float(), dim=-1).cpu()
+    per_window = F.normalize(getattr(output, "pooler_output", output).float(), dim=-1).cpu()
+    owners = torch.tensor(owners)
+    summed = torch.zeros(len(audios), per_window.shape[-1]).index_add_(0, owners, per_window)
+    counts = torch.bincount(owners, minlength=len(audios))
+    embeddings = torch.full_like(summed, float("nan"))
+    embeddings[counts == 1] = summed[counts == 1]  # a single window's embedding, untouched
+    embeddings[counts > 1] = F.normalize(summed[counts > 1], dim=-1)
+    return embeddings
 
 
 @torch.no_grad()
@@ -286,6 +393,89 @@ def _pad_sequence(embeds: torch.Tensor, mask: torch.Tensor, length: int) -> tupl
     if missing <= 0:
         return embeds, mask
     return F.pad(embeds, (0, 0, 0, missing)), F.pad(mask, (0, missing))
+
+
+def _is_number(value: Any) -> bool:
+    """A real number, Python's or NumPy's (`np.float32`, `np.int64`), but not a bool: `True` seconds is a mistake."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _is_integer(value: Any) -> bool:
+    """An integer, Python's or NumPy's (`np.int64`), but not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_num_inference_steps(scheduler: SchedulerMixin, num_inference_steps: int) -> None:
+    """
+    Refuses, before any work, a number of denoising steps that `scheduler` cannot serve.
+
+    No scheduler has more distinct timesteps than the `num_train_timesteps` it was configured with (DDPM and DDIM
+    refuse more in `set_timesteps`; DPM-Solver++, UniPC or Euler silently repeat a timestep and fail, or run
+    nonsense, later). Below that, what a scheduler needs depends on the scheduler and its configuration (e.g.
+    DPM-Solver++ with `timestep_spacing="leading"` serves at most `num_train_timesteps - 1` steps, PNDM at least 3),
+    so a scheduler built from its config runs the whole schedule on a one-element sample with a zero model output:
+    this takes well under a second even for 1000 steps and leaves `scheduler` and the global random state untouched.
+
+    Args:
+        scheduler ([`SchedulerMixin`]): the scheduler, e.g. `pipe.scheduler`, or one built from a checkpoint's
+            scheduler config alone (to check a command line before loading the models).
+        num_inference_steps (`int`): the number of steps asked for.
+
+    Raises:
+        `ValueError`: naming `num_inference_steps`, the scheduler and why it cannot serve that many steps.
+    """
+    name = type(scheduler).__name__
+    limit = scheduler.config.get("num_train_timesteps")
+    if limit is not None and num_inference_steps > limit:
+        raise ValueError(
+            f"`num_inference_steps` {num_inference_steps} is more than {name} can serve: its schedule has "
+            f"num_train_timesteps={limit} timesteps, so at most {limit} steps."
+        )
+    settings = ", ".join(
+        f"{key}={scheduler.config[key]!r}"
+        for key in ("num_train_timesteps", "timestep_spacing", "steps_offset")
+        if key in scheduler.config
+    )
+
+    def refuse(reason: str) -> ValueError:
+        return ValueError(
+            f"`num_inference_steps` {num_inference_steps} cannot be served by {name} ({settings}): {reason}. "
+            "Choose another number of steps or another scheduler."
+        )
+
+    trial = type(scheduler).from_config(scheduler.config)
+    try:
+        trial.set_timesteps(num_inference_steps, device="cpu")
+    except Exception as error:
+        raise refuse(f"`set_timesteps` fails with {type(error).__name__}: {_first_line(error)}") from error
+    timesteps = trial.timesteps
+    if len(timesteps) > 1 and bool((timesteps == timesteps[0]).all()):
+        raise refuse(f"its schedule is timestep {timesteps[0].item()} repeated {len(timesteps)} times")
+    extra = {}
+    if "generator" in inspect.signature(trial.step).parameters:
+        extra["generator"] = torch.Generator().manual_seed(0)  # never the global generator
+    sample = torch.ones(1, 1, 1, 1) * trial.init_noise_sigma
+    try:
+        for t in timesteps:
+            model_input = trial.scale_model_input(sample, t)
+            sample = trial.step(torch.zeros_like(model_input), t, sample, return_dict=False, **extra)[0]
+    except Exception as error:  # the real run would fail the same way, after all the UNet calls
+        raise refuse(f"a dry run of its schedule fails with {type(error).__name__}: {_first_line(error)}") from error
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else "(no message)"
+
+
+def _input_device(model: torch.nn.Module, execution_device: torch.device) -> torch.device:
+    """
+    Where `model`'s inputs go: its own device (a model may sit apart from the UNet, e.g. the text encoder on the CPU),
+    except under `enable_sequential_cpu_offload`, which keeps its weights on the meta device and has accelerate's hooks
+    bring them, and the inputs, to the execution device at each forward.
+    """
+    device = model.device
+    return execution_device if device.type == "meta" else device
 
 
 class TangoCLAPPipeline(DiffusionPipeline):
@@ -383,6 +573,11 @@ class TangoCLAPPipeline(DiffusionPipeline):
         return self._guidance_scale > 1.0
 
     @property
+    def cross_attention_kwargs(self) -> dict[str, Any] | None:
+        """What the current call passes to the UNet's attention processors (e.g. a LoRA `{"scale": 0.5}`)."""
+        return self._cross_attention_kwargs
+
+    @property
     def num_timesteps(self) -> int:
         return self._num_timesteps
 
@@ -398,14 +593,17 @@ class TangoCLAPPipeline(DiffusionPipeline):
             max_length = 512  # what both FLAN-T5 and CLAP's RoBERTa were trained with
         inputs = self.tokenizer(text, padding="longest", return_tensors="pt")
         if inputs.input_ids.shape[-1] > max_length:
-            # Rare: only then is the text tokenized a second time, truncated, and what was cut named.
+            # Rare: only then is the text tokenized a second time, truncated, and what was cut measured. The removed
+            # text itself can be any length (a pasted document), so the log line shows only its ends.
             lengths = inputs.attention_mask.sum(-1).tolist()
-            for full, length in zip(inputs.input_ids, lengths):
+            for index, (full, length) in enumerate(zip(inputs.input_ids, lengths)):
                 if length > max_length:
                     removed = self.tokenizer.decode(full[max_length - 1 : length], skip_special_tokens=True)
+                    excerpt = removed.strip()
+                    excerpt = excerpt if len(excerpt) <= 60 else f"{excerpt[:30]} ... {excerpt[-25:]}"
                     logger.warning(
-                        f"A prompt was truncated to the text encoder's {max_length} tokens; this part was removed: "
-                        f"{removed!r}"
+                        f"Prompt {index} of its batch was truncated to the text encoder's {max_length} tokens: "
+                        f"{length - max_length} tokens ({len(removed)} characters) were removed: {excerpt!r}."
                     )
             inputs = self.tokenizer(
                 text, padding="longest", max_length=max_length, truncation=True, return_tensors="pt"
@@ -428,7 +626,7 @@ class TangoCLAPPipeline(DiffusionPipeline):
         """
         device = device or self._execution_device
         input_ids, attention_mask = self._tokenize(text)
-        text_device = self.text_encoder.device
+        text_device = _input_device(self.text_encoder, device)
         hidden = self.text_encoder(
             input_ids=input_ids.to(text_device), attention_mask=attention_mask.to(text_device)
         ).last_hidden_state
@@ -437,9 +635,9 @@ class TangoCLAPPipeline(DiffusionPipeline):
     def encode_prompt(
         self,
         prompt: str | list[str] | None,
-        device: torch.device,
-        num_waveforms_per_prompt: int,
-        do_classifier_free_guidance: bool,
+        device: torch.device | None = None,
+        num_waveforms_per_prompt: int = 1,
+        do_classifier_free_guidance: bool = True,
         negative_prompt: str | list[str] | None = None,
         prompt_embeds: torch.Tensor | None = None,
         negative_prompt_embeds: torch.Tensor | None = None,
@@ -449,15 +647,20 @@ class TangoCLAPPipeline(DiffusionPipeline):
         r"""
         Encodes the prompt (and the negative prompt for classifier-free guidance) into text encoder hidden states.
 
+        Every argument but `prompt` has a default, so that `pipe.encode_prompt(prompt)` gives, in isolation, exactly
+        the conditioning `pipe(prompt)` uses; its outputs can be passed back to `__call__` as `prompt_embeds`,
+        `attention_mask`, `negative_prompt_embeds` and `negative_attention_mask` (e.g. to a pipeline loaded without
+        its text encoder).
+
         Args:
             prompt (`str` or `list[str]`, *optional*):
                 The prompt(s). Not needed when `prompt_embeds` is given.
-            device (`torch.device`):
-                Torch device of the result.
-            num_waveforms_per_prompt (`int`):
+            device (`torch.device`, *optional*):
+                Torch device of the result; defaults to the pipeline's execution device.
+            num_waveforms_per_prompt (`int`, *optional*, defaults to 1):
                 Number of waveforms generated per prompt; embeddings are repeated that many times.
-            do_classifier_free_guidance (`bool`):
-                Whether the unconditional embeddings are needed.
+            do_classifier_free_guidance (`bool`, *optional*, defaults to `True`):
+                Whether the unconditional embeddings are needed (`__call__` uses guidance by default).
             negative_prompt (`str` or `list[str]`, *optional*):
                 What not to generate. Defaults to `""`, the unconditional prompt that training drops to.
             prompt_embeds (`torch.Tensor`, *optional*):
@@ -473,7 +676,10 @@ class TangoCLAPPipeline(DiffusionPipeline):
             `tuple`: `(prompt_embeds, attention_mask, negative_prompt_embeds, negative_attention_mask)`, each
             repeated `num_waveforms_per_prompt` times; the negative ones are `None` without guidance.
         """
+        device = device or self._execution_device
         if prompt_embeds is None:
+            if prompt is None:
+                raise ValueError("Pass `prompt` or `prompt_embeds` to `encode_prompt`: both are None.")
             prompt = [prompt] if isinstance(prompt, str) else list(prompt)
             prompt_embeds, attention_mask = self.encode_text(prompt, device)
         elif attention_mask is None:
@@ -491,7 +697,15 @@ class TangoCLAPPipeline(DiffusionPipeline):
                 negative_prompt_embeds.shape[:2], dtype=torch.long, device=negative_prompt_embeds.device
             )
 
-        dtype = self.unet.dtype
+        # The embeddings are the UNet's input, so they take its dtype (the text encoder may run in another one, e.g.
+        # `dtype={"unet": torch.float16, "default": torch.float32}`); without a UNet (a text-only pipeline
+        # computing embeddings for later), the text encoder's.
+        if self.unet is not None:
+            dtype = self.unet.dtype
+        elif self.text_encoder is not None:
+            dtype = self.text_encoder.dtype
+        else:
+            dtype = prompt_embeds.dtype
         prompt_embeds = prompt_embeds.to(device=device, dtype=dtype).repeat_interleave(num_waveforms_per_prompt, 0)
         attention_mask = attention_mask.to(device).repeat_interleave(num_waveforms_per_prompt, 0)
         if not do_classifier_free_guidance:
@@ -531,11 +745,19 @@ class TangoCLAPPipeline(DiffusionPipeline):
         negative_attention_mask: torch.Tensor | None = None,
         output_type: str = "np",
         callback_on_step_end_tensor_inputs: list[str] | None = None,
+        eta: float = 0.0,
+        latents: torch.Tensor | None = None,
     ) -> None:
-        """Raises a `ValueError` naming the bad value for each argument that cannot be generated from."""
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps <= 0:
+        """
+        Raises a `ValueError` naming the bad value for each argument that cannot be generated from, before any work:
+        numbers of the wrong type or out of range (NumPy scalars count as numbers, bools do not), a number of steps
+        the scheduler cannot serve (see [`check_num_inference_steps`]), and non-finite `latents` or embeddings,
+        which could only give non-finite audio. Logs a warning for arguments that would be ignored.
+        """
+        if not _is_integer(num_inference_steps) or num_inference_steps <= 0:
             raise ValueError(f"`num_inference_steps` must be a positive integer, got {num_inference_steps!r}.")
-        if not isinstance(audio_length_in_s, (int, float)) or not math.isfinite(audio_length_in_s) or audio_length_in_s <= 0:
+        check_num_inference_steps(self.scheduler, int(num_inference_steps))
+        if not _is_number(audio_length_in_s) or not math.isfinite(audio_length_in_s) or audio_length_in_s <= 0:
             raise ValueError(f"`audio_length_in_s` must be a positive number of seconds, got {audio_length_in_s!r}.")
         min_length = self.vae_scale_factor * self.hop_length / self.sampling_rate
         if audio_length_in_s < min_length:
@@ -543,10 +765,39 @@ class TangoCLAPPipeline(DiffusionPipeline):
                 f"`audio_length_in_s` {audio_length_in_s} is shorter than one latent frame "
                 f"({self.vae_scale_factor} mel frames of {self.hop_length} samples = {min_length} s)."
             )
-        if not isinstance(guidance_scale, (int, float)) or not math.isfinite(guidance_scale) or guidance_scale < 0:
+        if not _is_number(guidance_scale) or not math.isfinite(guidance_scale) or guidance_scale < 0:
             raise ValueError(f"`guidance_scale` must be a number >= 0, got {guidance_scale!r}.")
-        if isinstance(num_waveforms_per_prompt, bool) or not isinstance(num_waveforms_per_prompt, int) or num_waveforms_per_prompt < 1:
-            raise ValueError(f"`num_waveforms_per_prompt` must be a positive integer, got {num_waveforms_per_prompt!r}.")
+        if not _is_integer(num_waveforms_per_prompt) or num_waveforms_per_prompt < 1:
+            raise ValueError(
+                f"`num_waveforms_per_prompt` must be a positive integer, got {num_waveforms_per_prompt!r}."
+            )
+        # DDIM's eta scales the noise it adds back; above 1 the deterministic part's weight
+        # sqrt(1 - alpha_prev - sigma^2) takes the root of a negative number (DDIM paper, eq. 12; `DDIMScheduler.step`).
+        if not _is_number(eta) or not 0 <= eta <= 1:
+            raise ValueError(f"`eta` must be a number in [0, 1] (0: deterministic DDIM), got {eta!r}.")
+        if eta != 0 and "eta" not in inspect.signature(self.scheduler.step).parameters:
+            logger.warning(f"`eta` {eta} is ignored: {type(self.scheduler).__name__} takes no eta (DDIM does).")
+        if guidance_scale <= 1 and (negative_prompt is not None or negative_prompt_embeds is not None):
+            name = "negative_prompt" if negative_prompt is not None else "negative_prompt_embeds"
+            logger.warning(
+                f"`{name}` is ignored: `guidance_scale` {guidance_scale} <= 1 turns classifier-free guidance off, "
+                "and only guidance uses it."
+            )
+        for name, tensor in (
+            ("latents", latents),
+            ("prompt_embeds", prompt_embeds),
+            ("negative_prompt_embeds", negative_prompt_embeds),
+        ):
+            if tensor is None:
+                continue
+            if not isinstance(tensor, torch.Tensor):  # a ValueError, like every refusal of `check_inputs` in diffusers
+                raise ValueError(f"`{name}` must be a torch.Tensor, got {type(tensor).__name__}.")  # noqa: TRY004
+            non_finite = int((~torch.isfinite(tensor)).sum())
+            if non_finite:
+                raise ValueError(
+                    f"`{name}` has {non_finite} non-finite values (NaN or inf) among its {tensor.numel()}: the audio "
+                    "would be non-finite."
+                )
         if output_type not in ("np", "pt", "latent"):
             raise ValueError(f"`output_type` must be one of 'np', 'pt', 'latent', got {output_type!r}.")
         if callback_on_step_end_tensor_inputs is not None:
@@ -564,7 +815,9 @@ class TangoCLAPPipeline(DiffusionPipeline):
             if not isinstance(prompt, (str, list)) or (
                 isinstance(prompt, list) and not all(isinstance(p, str) for p in prompt)
             ):
-                raise ValueError(f"`prompt` must be a string or a list of strings, got {type(prompt).__name__}: {prompt!r}.")
+                raise ValueError(
+                    f"`prompt` must be a string or a list of strings, got {type(prompt).__name__}: {prompt!r}."
+                )
             if isinstance(prompt, list) and len(prompt) == 0:
                 raise ValueError("`prompt` is an empty list: nothing to generate.")
         batch_size = (1 if isinstance(prompt, str) else len(prompt)) if prompt is not None else prompt_embeds.shape[0]
@@ -659,13 +912,42 @@ class TangoCLAPPipeline(DiffusionPipeline):
 
     def mel_to_waveform(self, mel: torch.Tensor) -> torch.Tensor:
         """Log-mel spectrogram `(batch, frames, mel_bins)` -> float32 waveform `(batch, frames * hop_length)`."""
-        waveform = self.vocoder(mel.to(device=self.vocoder.device, dtype=self.vocoder.dtype))
+        vocoder_device = _input_device(self.vocoder, self._execution_device)
+        waveform = self.vocoder(mel.to(device=vocoder_device, dtype=self.vocoder.dtype))
         return waveform.float()
+
+    def _warn_non_finite(self, outputs: torch.Tensor, num_waveforms_per_prompt: int, what: str) -> None:
+        """Logs which outputs hold NaN or inf, by their index in the output (and their prompt and rank)."""
+        finite = torch.isfinite(outputs.flatten(1)).all(dim=1)
+        if bool(finite.all()):
+            return
+        bad = (~finite).nonzero().flatten().tolist()
+        named = ", ".join(
+            f"{index} (prompt {index // num_waveforms_per_prompt}, candidate {index % num_waveforms_per_prompt})"
+            for index in bad
+        )
+        half = [
+            name
+            for name in ("text_encoder", "unet", "vae", "vocoder")
+            if getattr(self, name, None) is not None and self.components[name].dtype == torch.float16
+        ]
+        hint = (
+            f" The {', '.join(half)} run in float16, whose largest value is 65504: an overflow gives inf, then NaN;"
+            " bfloat16 or float32 do not overflow there."
+            if half
+            else ""
+        )
+        logger.warning(
+            f"{len(bad)} of {len(finite)} {what} came out non-finite (NaN or inf), at output indices {named}: they "
+            f"have no CLAP score and come after their prompt's finite candidates; do not use them.{hint}"
+        )
 
     @torch.no_grad()
     def score_waveforms(self, text: list[str], waveforms: torch.Tensor) -> torch.Tensor:
         """
-        CLAP cosine similarity between each waveform and the text at the same index.
+        CLAP cosine similarity between each waveform and the text at the same index. A clip longer than CLAP's
+        window is scored whole and deterministically (see [`clap_audio_embeddings`]); a waveform with a NaN or inf
+        sample is not scored at all: its similarity is NaN.
 
         Args:
             text (`list[str]`): one caption per waveform.
@@ -708,6 +990,7 @@ class TangoCLAPPipeline(DiffusionPipeline):
         negative_attention_mask: torch.Tensor | None = None,
         output_type: str = "np",
         return_dict: bool = True,
+        cross_attention_kwargs: dict[str, Any] | None = None,
         callback_on_step_end: Callable[[Any, int, int, dict], dict]
         | PipelineCallback
         | MultiPipelineCallbacks
@@ -750,6 +1033,10 @@ class TangoCLAPPipeline(DiffusionPipeline):
                 `"np"` (NumPy float32), `"pt"` (torch float32) or `"latent"` (latents, nothing decoded).
             return_dict (`bool`, *optional*, defaults to `True`):
                 Return a [`TangoCLAPPipelineOutput`] rather than a tuple.
+            cross_attention_kwargs (`dict`, *optional*):
+                A kwargs dictionary that, if given, is passed on to the UNet's [`AttentionProcessor`]s at every step
+                (see `diffusers.models.attention_processor`); e.g. `{"scale": 0.5}` scales a LoRA adapter loaded
+                into the UNet with `pipe.unet.load_lora_adapter(...)`, `{"scale": 0.0}` turns it off.
             callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*):
                 Called after each step as `callback_on_step_end(self, step, timestep, callback_kwargs)`; it returns
                 a dict whose tensors (among `callback_on_step_end_tensor_inputs`) replace the pipeline's.
@@ -781,8 +1068,14 @@ class TangoCLAPPipeline(DiffusionPipeline):
             negative_attention_mask,
             output_type,
             callback_on_step_end_tensor_inputs,
+            eta=eta,
+            latents=latents,
         )
+        # NumPy scalars are accepted above; from here on plain Python numbers.
+        audio_length_in_s, num_inference_steps = float(audio_length_in_s), int(num_inference_steps)
+        num_waveforms_per_prompt, eta = int(num_waveforms_per_prompt), float(eta)
         self._guidance_scale = float(guidance_scale)
+        self._cross_attention_kwargs = cross_attention_kwargs
         self._interrupt = False
 
         # 2. Define call parameters
@@ -845,6 +1138,7 @@ class TangoCLAPPipeline(DiffusionPipeline):
                     t,
                     encoder_hidden_states=encoder_hidden_states,
                     encoder_attention_mask=encoder_attention_mask,
+                    cross_attention_kwargs=self.cross_attention_kwargs,
                     return_dict=False,
                 )[0]
 
@@ -870,18 +1164,22 @@ class TangoCLAPPipeline(DiffusionPipeline):
         clap_scores = mel = None
         if output_type == "latent":
             audio = latents
+            self._warn_non_finite(audio, num_waveforms_per_prompt, "latents")
         else:
             mel = self.decode_latents(latents)
             audio = self.mel_to_waveform(mel)[:, :num_samples]
 
-            # 9. Rank the candidates of each prompt by CLAP similarity, best first
+            # 9. Rank the candidates of each prompt by CLAP similarity, best first. A non-finite waveform has no
+            # score (NaN) and goes after every finite one: `sort` alone would put NaN first when descending.
             if self.has_clap_scorer and prompts is not None:
                 texts = [p for p in prompts for _ in range(num_waveforms_per_prompt)]
                 scores = self.score_waveforms(texts, audio).view(batch_size, num_waveforms_per_prompt)
-                clap_scores, order = scores.sort(dim=1, descending=True)
+                order = scores.nan_to_num(nan=-math.inf).sort(dim=1, descending=True, stable=True).indices
+                clap_scores = scores.gather(1, order)
                 rows = (order + torch.arange(batch_size).unsqueeze(1) * num_waveforms_per_prompt).flatten()
                 audio = audio[rows.to(audio.device)]
                 mel = mel[rows.to(mel.device)]
+            self._warn_non_finite(audio, num_waveforms_per_prompt, "waveforms")
             mel = mel.float()
             if output_type == "np":
                 audio = audio.cpu().numpy()
@@ -918,33 +1216,47 @@ class TangoCLAPPipeline(DiffusionPipeline):
         """
         Saves the pipeline so that it loads both through this class and through
         `DiffusionPipeline.from_pretrained(save_directory, trust_remote_code=True)`: besides the components'
-        folders (safetensors only), this file is copied to `pipeline.py` and `model_index.json` points at it.
+        folders, this file is copied to `pipeline.py` and `model_index.json` points at it.
 
         Args:
             save_directory (`str` or `os.PathLike`):
                 Folder to write (created if needed).
             safe_serialization (`bool`, *optional*, defaults to `True`):
-                Must stay `True`: this project writes safetensors only.
+                Write the weights as safetensors. `False` writes the diffusers components' weights as pickled `.bin`
+                files, as [`DiffusionPipeline.save_pretrained`] does, with a logged warning (transformers 5 writes
+                safetensors either way). Loading prefers safetensors whenever a folder has them.
             variant (`str`, *optional*):
-                Weights variant suffix, e.g. `"fp16"`.
+                Weights variant suffix, e.g. `"fp16"` writes `diffusion_pytorch_model.fp16.safetensors`; load it back
+                with `from_pretrained(save_directory, variant="fp16")`.
             max_shard_size (`int` or `str`, *optional*):
                 Largest shard of each component's weights.
             push_to_hub (`bool`, *optional*, defaults to `False`):
                 Upload the folder afterwards; `kwargs` may carry `repo_id`, `token`, `private`, `commit_message`
-                and `create_pr`.
+                and `create_pr`. Other `kwargs` (e.g. `use_flashpack`) go to [`DiffusionPipeline.save_pretrained`].
         """
         if not safe_serialization:
-            raise ValueError("TangoCLAPPipeline saves safetensors only; `safe_serialization=False` is refused.")
+            logger.warning(
+                "`safe_serialization=False`: the diffusers components' weights are written as pickled `.bin` files, "
+                "which can run arbitrary code when a less careful loader unpickles them. safetensors, the default, "
+                "is the safe format; publish safetensors only."
+            )
+        hub_keys = ("repo_id", "token", "private", "commit_message", "create_pr")
+        hub_kwargs = {key: kwargs.pop(key) for key in hub_keys if key in kwargs}
         super().save_pretrained(
             save_directory,
-            safe_serialization=True,
+            safe_serialization=safe_serialization,
             variant=variant,
             max_shard_size=max_shard_size,
             push_to_hub=False,
+            **kwargs,
         )
         source = inspect.getsourcefile(type(self))
         target = os.path.join(save_directory, f"{HUB_PIPELINE_MODULE}.py")
-        if os.path.abspath(source) != os.path.abspath(target):
+        # A folder may already hold this very file under that name (the shipped default model links to it): nothing
+        # to copy then. Any other link is replaced by a copy, never written through.
+        if not (os.path.exists(target) and os.path.samefile(source, target)):
+            if os.path.islink(target):
+                os.unlink(target)
             shutil.copyfile(source, target)
         index_path = os.path.join(save_directory, "model_index.json")
         with open(index_path, encoding="utf-8") as f:
@@ -957,14 +1269,13 @@ class TangoCLAPPipeline(DiffusionPipeline):
         if push_to_hub:
             from huggingface_hub import create_repo
 
-            repo_id = kwargs.pop("repo_id", str(save_directory).rstrip("/").split("/")[-1])
-            token = kwargs.pop("token", None)
-            repo_id = create_repo(repo_id, exist_ok=True, private=kwargs.pop("private", None), token=token).repo_id
+            repo_id = hub_kwargs.get("repo_id", str(save_directory).rstrip("/").split("/")[-1])
+            token = hub_kwargs.get("token")
+            repo_id = create_repo(repo_id, exist_ok=True, private=hub_kwargs.get("private"), token=token).repo_id
             self._upload_folder(
                 save_directory,
                 repo_id,
                 token=token,
-                commit_message=kwargs.pop("commit_message", None),
-                create_pr=kwargs.pop("create_pr", False),
+                commit_message=hub_kwargs.get("commit_message"),
+                create_pr=hub_kwargs.get("create_pr", False),
             )
-

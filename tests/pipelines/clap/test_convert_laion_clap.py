@@ -17,8 +17,8 @@ from transformers import ClapModel, ClapProcessor
 from pipelines.clap.convert_laion_clap import (
     convert_laion_clap_checkpoint,
     infer_clap_config,
-    laion_feature_extractor,
     laion_clap_to_transformers,
+    laion_feature_extractor,
     main,
     read_laion_state_dict,
     rename_laion_state_dict,
@@ -227,22 +227,38 @@ def test_cli_compares_weights_with_another_port(tmp_path, capsys):
     overrides = ["--text_config", '{"num_attention_heads": 4, "layer_norm_eps": 1e-12}']
     overrides += ["--audio_config", '{"spec_size": 128}']
 
-    main(["--checkpoint", path, "--compare_with", str(tmp_path / "same"), *overrides])
+    assert main(["--checkpoint", path, "--compare_with", str(tmp_path / "same"), *overrides]) == 0
     out = capsys.readouterr().out
     assert "SAME WEIGHTS" in out and "SAME CONFIG" in out
     # Same weights, but a port whose text LayerNorm eps is roberta-base's while this model's is not.
-    with pytest.raises(SystemExit):
-        main(
-            ["--checkpoint", path, "--compare_with", str(tmp_path / "same"), "--audio_config", '{"spec_size": 128}']
-            + ["--text_config", '{"num_attention_heads": 4}']
-        )
+    code = main(
+        ["--checkpoint", path, "--compare_with", str(tmp_path / "same"), "--audio_config", '{"spec_size": 128}']
+        + ["--text_config", '{"num_attention_heads": 4}']
+    )
+    assert code == 1
     out = capsys.readouterr().out
     assert "SAME WEIGHTS" in out and "text_config.layer_norm_eps: 1e-05 != 1e-12" in out
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--checkpoint", path, "--compare_with", str(tmp_path / "other"), *overrides])
-    assert exit_info.value.code == 1
+    assert main(["--checkpoint", path, "--compare_with", str(tmp_path / "other"), *overrides]) == 1
     out = capsys.readouterr().out
     assert "DIFFERENT WEIGHTS" in out and "differing" in out
+
+
+def test_cli_user_errors_are_one_line_before_any_work(tmp_path, capsys):
+    parts = tester.get_model(enable_fusion=False)
+    path = tester.save_original(parts["clap_model"], str(tmp_path / "tiny.pt"))
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("the user's own file")
+    cases = [
+        (["--checkpoint", str(tmp_path / "missing.pt"), "--output_dir", str(tmp_path / "o")], "missing.pt"),
+        (["--checkpoint", path, "--output_dir", str(theirs)], "did not write"),
+        (["--checkpoint", path, "--compare_with", "./no/such/port"], "'./no/such/port' does not exist"),
+    ]
+    for argv, expected in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert (theirs / "notes.txt").read_text() == "the user's own file" and len(list(theirs.iterdir())) == 1
 
 
 # ------------------------------------------------------------------------- laion_clap's front-end rules
@@ -278,16 +294,25 @@ def test_fused_embedding_does_not_depend_on_the_batch():
 def test_fused_long_clip_uses_an_antialiased_whole_clip_channel():
     fe = laion_feature_extractor(enable_fusion=True)  # 64 mel bins: the only size transformers' fusion handles
     clip = tester.get_audio((17.0,))[0]
-    np.random.seed(0)
-    ours, is_longer = clap_audio_features(fe, [clip])
+    whole = torch.from_numpy(fe._np_extract_fbank_features(int16_round_trip(clip).astype(np.float64), fe.mel_filters))
     np.random.seed(0)
     stock = fe([int16_round_trip(clip)], sampling_rate=SR, return_tensors="pt")["input_features"].float()
+    # transformers (like laion_clap) draws one crop start in each third of the possible starts, from NumPy's global
+    # generator; the same draws, given explicitly, reproduce its crops.
+    np.random.seed(0)
+    thirds = np.array_split(np.arange(whole.shape[0] - (fe.nb_max_samples // fe.hop_length + 1) + 1), 3)
+    drawn = [int(np.random.choice(part)) for part in thirds]
+    ours, is_longer = clap_audio_features(fe, [clip], fusion_crop_starts=[drawn])
 
     assert is_longer.tolist() == [[True]]
-    # The three crops are the same random windows of the same spectrogram as transformers' ...
+    # The three crops are the same windows of the same spectrogram as transformers' ...
     torch.testing.assert_close(ours[0, 1:], stock[0, 1:])
-    # ... the whole-clip channel is shrunk with antialiasing (torchvision's Resize), not without.
-    whole = torch.from_numpy(fe._np_extract_fbank_features(int16_round_trip(clip).astype(np.float64), fe.mel_filters))
+    # ... and by default they are fixed (the middle of each third), whatever NumPy's global state.
+    np.random.seed(1)
+    default, _ = clap_audio_features(fe, [clip])
+    middles = [int(part[len(part) // 2]) for part in thirds]
+    torch.testing.assert_close(default[0, 1:], torch.stack([whole[s : s + ours.shape[-2]] for s in middles]).float())
+    # The whole-clip channel is shrunk with antialiasing (torchvision's Resize), not without.
     antialiased = torch.nn.functional.interpolate(
         whole[None, None], size=list(ours.shape[-2:]), mode="bilinear", align_corners=False, antialias=True
     )[0, 0].float()

@@ -90,7 +90,7 @@ def test_cli_exit_code(matching_clap, tmp_path, capsys):
     ClapProcessor(
         feature_extractor=matching_clap["clap_feature_extractor"], tokenizer=matching_clap["clap_tokenizer"]
     ).save_pretrained(good)
-    main(["--model", str(good)])
+    assert main(["--model", str(good)]) == 0
     assert "PASSED" in capsys.readouterr().out
 
     with torch.no_grad():
@@ -100,7 +100,7 @@ def test_cli_exit_code(matching_clap, tmp_path, capsys):
     ClapProcessor(
         feature_extractor=matching_clap["clap_feature_extractor"], tokenizer=matching_clap["clap_tokenizer"]
     ).save_pretrained(bad)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--model", str(bad)])
-    assert exit_info.value.code == 1
+    assert main(["--model", str(bad)]) == 1
     assert "BROKEN" in capsys.readouterr().out
+    assert main(["--model", str(tmp_path / "no-such-clap")]) == 2
+    assert "does not exist" in capsys.readouterr().err

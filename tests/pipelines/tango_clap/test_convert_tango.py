@@ -402,7 +402,7 @@ def test_saved_folder_is_safetensors_only_and_reloads(converted, saved_dir):
 def test_cli_converts_safetensors_input_with_dtype_and_push(source, tmp_path, monkeypatch):
     checkpoint = write_checkpoint(tmp_path / "ckpt", source, safetensors=True)
     assert not list(checkpoint.glob("*.bin"))
-    import model_cards.publish as publish
+    from model_cards import publish
 
     pushed = []
 
@@ -411,13 +411,14 @@ def test_cli_converts_safetensors_input_with_dtype_and_push(source, tmp_path, mo
 
     monkeypatch.setattr(publish, "publish_model", publish_model)
     out = tmp_path / "out"
-    main([
+    code = main([
         "--checkpoint", str(checkpoint),
         "--output_dir", str(out),
         "--prediction_type", "epsilon",
         "--dtype", "bfloat16",
         "--push_to_hub", "someone/tango-converted",
     ])  # fmt: skip
+    assert code == 0
     # What is pushed is the finished folder, with the record of where it was converted from (for its card).
     assert [repo for repo, _ in pushed] == ["someone/tango-converted"]
     assert {"model_index.json", "conversion.json", "unet"} <= set(pushed[0][1])
@@ -433,6 +434,26 @@ def test_cli_converts_safetensors_input_with_dtype_and_push(source, tmp_path, mo
 
 
 # --------------------------------------------------------------------------------------------- refusals
+
+
+def test_cli_refuses_bad_paths_in_one_line_before_reading_anything(tmp_path, capsys):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "README.md").write_text("the user's own notes")
+    cases = [
+        (["--checkpoint", str(tmp_path / "no-checkpoint"), "--output_dir", str(tmp_path / "o")], "does not exist"),
+        (["--checkpoint", str(tmp_path), "--output_dir", str(theirs)], "did not write"),
+        (
+            ["--checkpoint", str(tmp_path), "--output_dir", str(tmp_path / "o"), "--unet_config", "nope.json"],
+            "nope.json",
+        ),
+    ]
+    for argv, expected in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert [p.name for p in theirs.iterdir()] == ["README.md"]
+    assert not (tmp_path / "o").exists()
 
 
 def test_non_tensor_pickle_is_refused(source, tmp_path):

@@ -1,0 +1,1 @@
+../pipeline_tango_clap.py
