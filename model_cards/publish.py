@@ -2,7 +2,8 @@
 repo, linked to its model and datasets) on the Hub.
 
 Each command first stages exactly the folder that will be uploaded (its card rendered, nothing else than what
-users load), then runs `create_repo` + `upload_folder` on it. With `--dry-run DIR` it stops after staging into
+users load, no path of the build machine in any of its text files), then runs `create_repo` + `upload_folder` on
+it. With `--dry-run DIR` it stops after staging into
 `DIR`, so what would be uploaded can be loaded and inspected offline:
 
     tango-af-publish model --folder tango-clap-ft --repo-id you/tango-clap --evaluation "AudioCaps test=eval/results.json"
@@ -21,13 +22,17 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from huggingface_hub import HfApi, get_token
+
+from pipelines.cli import UserError, add_debug_argument, command_line
 
 from .pipeline_card import CONVERSION_RECORD_NAME, LORA_WEIGHTS_NAME, TRAINING_SUMMARY_NAME, write_pipeline_card
 
@@ -42,8 +47,10 @@ MODEL_FILES = (
     TRAINING_SUMMARY_NAME,
     CONVERSION_RECORD_NAME,
     LORA_WEIGHTS_NAME,
-    # Prompts in the model's own vocabulary, which the Space offers as examples.
+    # Prompts in the model's own vocabulary, which the Space offers as examples, and the generation settings it
+    # starts from (`spaces/app.py`).
     "example_prompts.json",
+    "generation_defaults.json",
 )
 # What an AF-AudioSet folder publishes: its shards, failure lists, statistics, plots and build records.
 DATASET_ENTRIES = (
@@ -59,6 +66,17 @@ SPACE_FILES = ("app.py", "requirements.txt")
 SPACE_MODEL_DIR = "model"
 SPACE_CONFIG_NAME = "space_config.json"
 REPO_TYPES = ("model", "dataset", "space")
+
+
+# Keys with which diffusers (`ConfigMixin`) and transformers (`PretrainedConfig`, tokenizers) record where a
+# component was loaded from: every load sets them anew, so a published config gains nothing from them, and a
+# pipeline loaded from a local folder and saved again carries the build machine's folders in them.
+LOADED_FROM_KEYS = frozenset({"_name_or_path", "name_or_path"})
+# Token tables, written by tokenizers: they record no paths, and entries such as "/tmp" are tokens, never to be
+# rewritten or mistaken for paths.
+TOKEN_TABLE_FILES = frozenset({"tokenizer.json", "vocab.json", "merges.txt", "added_tokens.json"})
+# Files read as text when a staged folder is checked for the build machine's paths.
+TEXT_SUFFIXES = frozenset({".json", ".jsonl", ".md", ".txt", ".py", ".yaml", ".yml", ".csv", ".toml", ".cfg"})
 
 
 def _visible(path: Path) -> bool:
@@ -79,15 +97,132 @@ def _copy(source: Path, target: Path) -> None:
     shutil.copy2(source, target)
 
 
+def machine_paths(sources: Iterable[str | os.PathLike] = ()) -> list[str]:
+    """
+    The folders whose absolute paths identify the build machine: the user's home, the temporary folder, the working
+    folder, this project's folder and the folders being published, each as given and resolved (`/tmp` may be a
+    link), longest first. The file system's root is never one.
+
+    Args:
+        sources (`Iterable[str | os.PathLike]`, *optional*): the folders being published.
+
+    Returns:
+        `list[str]`
+    """
+    candidates = [Path.home(), Path(tempfile.gettempdir()), Path.cwd(), Path(__file__).resolve().parents[1], *sources]
+    roots = set()
+    for candidate in candidates:
+        for form in (os.path.abspath(candidate), os.path.realpath(candidate)):
+            if Path(form).parent != Path(form):
+                roots.add(form.rstrip("/\\"))
+    return sorted(roots, key=len, reverse=True)
+
+
+def _path_pattern(roots: Sequence[str]) -> re.Pattern:
+    # A root, then the rest of the path up to what ends a path in prose or JSON (whitespace, quotes, brackets,
+    # separators of lists and messages). A root inside a longer name or path ("/tmpfoo", ".../co/tmp/x" of a URL)
+    # is not one.
+    alternatives = "|".join(re.escape(root) for root in roots)
+    name_char = r"[^\s\"'`<>|,;:()\[\]{}]"
+    return re.compile(rf"(?<![\w.~:/\\-])(?:{alternatives})(?:[/\\]{name_char}*)*(?![/\\]|{name_char})")
+
+
+def _is_absolute(text: str) -> bool:
+    return PurePosixPath(text).is_absolute() or bool(PureWindowsPath(text).drive and PureWindowsPath(text).root)
+
+
+def _local_name(path: str) -> str:
+    return PureWindowsPath(path).name if "\\" in path else PurePosixPath(path).name
+
+
+def _strip_value(value: Any, pattern: re.Pattern) -> Any:
+    """`value` with the build machine's paths replaced by their last component, and `LOADED_FROM_KEYS` dropped."""
+    if isinstance(value, dict):
+        return {key: _strip_value(item, pattern) for key, item in value.items() if key not in LOADED_FROM_KEYS}
+    if isinstance(value, list):
+        return [_strip_value(item, pattern) for item in value]
+    if isinstance(value, str):
+        if _is_absolute(value) and _local_name(value.rstrip("/\\")) and os.path.exists(value):
+            # A path of this machine outside the known roots (a data disk, say).
+            return _local_name(value.rstrip("/\\"))
+        return pattern.sub(lambda match: _local_name(match.group(0).rstrip("/\\")), value)
+    return value
+
+
+def strip_local_paths(folder: str | os.PathLike, roots: Sequence[str]) -> list[Path]:
+    """
+    Rewrites the JSON and JSON Lines files of a staged folder (token tables excepted) without the build machine's
+    paths: `_name_or_path` / `name_or_path` entries are dropped, and every path under one of `roots` (or any existing
+    absolute path given as a whole value) becomes its last component, so that records still name what they used
+    ("captioner", "af-audioset") without saying where it lay.
+
+    Args:
+        folder (`str` or `os.PathLike`): the staged folder.
+        roots (`Sequence[str]`): the folders that identify the machine (`machine_paths`).
+
+    Returns:
+        `list[Path]`: the files rewritten.
+    """
+    pattern = _path_pattern(roots)
+    rewritten = []
+    for path in sorted(Path(folder).rglob("*")):
+        if not path.is_file() or path.name in TOKEN_TABLE_FILES or path.suffix not in (".json", ".jsonl"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".json":
+            new = json.dumps(_strip_value(json.loads(text), pattern), indent=2, ensure_ascii=False) + "\n"
+            changed = json.loads(new) != json.loads(text)
+        else:
+            lines = [
+                json.dumps(_strip_value(json.loads(line), pattern), ensure_ascii=False) if line.strip() else line
+                for line in text.splitlines()
+            ]
+            new = "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+            changed = [json.loads(line) for line in lines if line.strip()] != [
+                json.loads(line) for line in text.splitlines() if line.strip()
+            ]
+        if changed:
+            path.write_text(new, encoding="utf-8")
+            rewritten.append(path)
+    if rewritten:
+        names = ", ".join(str(path.relative_to(folder)) for path in rewritten)
+        logger.info("Removed the build machine's paths from %s.", names)
+    return rewritten
+
+
+def check_no_local_paths(folder: str | os.PathLike, roots: Sequence[str]) -> None:
+    """
+    Refuses a staged folder if a text file (token tables excepted) still holds a path under one of `roots`: one in
+    a card or in source code cannot be rewritten safely, so it is named instead.
+
+    Raises:
+        `ValueError`: naming the file and the path.
+    """
+    pattern = _path_pattern(roots)
+    for path in sorted(Path(folder).rglob("*")):
+        if not path.is_file() or path.name in TOKEN_TABLE_FILES or path.suffix not in TEXT_SUFFIXES:
+            continue
+        match = pattern.search(path.read_text(encoding="utf-8", errors="replace"))
+        if match:
+            raise ValueError(
+                f"{os.fspath(path.relative_to(folder))} would publish {match.group(0)!r}, a path of this machine; "
+                "remove it from the file it was copied or rendered from."
+            )
+
+
 @contextlib.contextmanager
-def _staging(output: str | os.PathLike) -> Iterator[Path]:
-    """An empty staging folder, removed again if staging fails, so that no half-staged folder is ever left."""
+def _staging(output: str | os.PathLike, sources: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
+    """
+    An empty staging folder, removed again if staging fails, so that no half-staged folder is ever left. Once
+    staged, no text file in it may hold a path of the build machine (`check_no_local_paths`).
+    """
     output = Path(output)
     if output.exists() and any(output.iterdir()):
         raise ValueError(f"Staging folder {os.fspath(output)!r} is not empty; give a new or empty folder.")
     output.mkdir(parents=True, exist_ok=True)
     try:
         yield output
+        check_no_local_paths(output, machine_paths([*sources, output]))
     except BaseException:
         shutil.rmtree(output, ignore_errors=True)
         raise
@@ -152,26 +287,42 @@ def stage_model(
     Returns:
         `Path`: the staged folder.
     """
-    with _staging(output) as output:
+    with _staging(output, [folder]) as output:
         copy_pipeline_folder(folder, output)
+        strip_local_paths(output, machine_paths([folder, output]))
         write_pipeline_card(output, repo_id=repo_id, evaluations=evaluations, license=license)
     return output
 
 
 def _check_dataset_complete(folder: Path) -> None:
-    config_path = folder / "build_config.json"
+    """
+    Refuses a dataset folder that is not whole: no shards, or (for a folder the builder wrote) any unit that is not
+    done, by the builder's own rule (`datasets_scripts.build.unfinished_units`: a unit is done only when its record
+    and every output it lists exist and agree), so that a deleted or damaged shard is never published as a smaller
+    dataset. An import of the released captions (`datasets_scripts.released`) has no units.
+    """
+    from datasets_scripts.build import read_build_config, unfinished_units
+    from datasets_scripts.released import RELEASED_CAPTIONER
+
     if not list((folder / "data").glob("*.parquet")):
-        raise ValueError(f"{os.fspath(folder)!r} is not an AF-AudioSet folder: no data/*.parquet.")
-    if config_path.is_file():
-        num_units = json.loads(config_path.read_text()).get("num_units")
-        if num_units:
-            # A unit is finished when its failures list exists (the builder writes it last).
-            missing = [u for u in range(num_units) if not (folder / "failures" / f"{u:05d}.jsonl").exists()]
-            if missing:
-                raise ValueError(
-                    f"AF-AudioSet folder {os.fspath(folder)!r} is unfinished: units {missing[:10]} of {num_units} "
-                    "have not been built (run the build again to finish it, or merge the machines' folders)."
-                )
+        raise UserError(f"{os.fspath(folder)!r} is not an AF-AudioSet folder: no data/*.parquet.")
+    config_path = folder / "build_config.json"
+    if not config_path.is_file():
+        return
+    try:
+        if json.loads(config_path.read_text(encoding="utf-8")).get("captioner") == RELEASED_CAPTIONER:
+            return
+    except (ValueError, AttributeError):
+        pass  # read_build_config names the damage
+    read_build_config(folder, "folder")
+    not_done = unfinished_units(folder)
+    if not_done:
+        listed = ", ".join(f"{unit} ({why})" for unit, why in list(not_done.items())[:10])
+        raise UserError(
+            f"AF-AudioSet folder {os.fspath(folder)!r} is unfinished: units {sorted(not_done)[:10]} of "
+            f"{read_build_config(folder, 'folder').num_units} are not done: {listed}. Run the build again to finish "
+            "it (or merge the machines' folders)."
+        )
 
 
 def stage_dataset(folder: str | os.PathLike, output: str | os.PathLike) -> Path:
@@ -190,10 +341,11 @@ def stage_dataset(folder: str | os.PathLike, output: str | os.PathLike) -> Path:
 
     folder = Path(folder)
     _check_dataset_complete(folder)
-    with _staging(output) as output:
+    with _staging(output, [folder]) as output:
         for name in DATASET_ENTRIES:
             if (folder / name).exists():
                 _copy(folder / name, output / name)
+        strip_local_paths(output, machine_paths([folder, output]))
         write_dataset_card(output)
     return output
 
@@ -226,7 +378,8 @@ def stage_space(
 
     if model is not None and Path(model).exists() and not Path(model).is_dir():
         raise ValueError(f"--model {model!r} is a file; give a pipeline folder or a Hub model id.")
-    with _staging(output) as output:
+    local_model = [model] if model is not None and Path(model).is_dir() else []
+    with _staging(output, local_model) as output:
         source = space_folder()
         for name in SPACE_FILES:
             _copy(source / name, output / name)
@@ -242,6 +395,7 @@ def stage_space(
             hub_model = model
             linked.insert(0, model)
             (output / SPACE_CONFIG_NAME).write_text(json.dumps({"model": model}, indent=2) + "\n")
+        strip_local_paths(output, machine_paths([*local_model, output]))
         write_space_card(output, models=list(dict.fromkeys(linked)), datasets=list(datasets), model=hub_model)
     return output
 
@@ -271,7 +425,7 @@ def push_folder(
     if repo_type not in REPO_TYPES:
         raise ValueError(f"repo_type must be one of {REPO_TYPES}, got {repo_type!r}.")
     if api is None and get_token() is None:
-        raise RuntimeError("No Hub token: set HF_TOKEN or run `hf auth login` before publishing.")
+        raise UserError("No Hub token: set HF_TOKEN or run `hf auth login` before publishing.")
     api = api or HfApi()
     url = api.create_repo(
         repo_id,
@@ -304,7 +458,12 @@ def publish_model(
     """Stages a pipeline folder with [`stage_model`] and uploads it; with `dry_run`, stages into it only."""
     return _publish(
         lambda out: stage_model(folder, out, repo_id, evaluations, license),
-        repo_id, "model", private, commit_message, dry_run, api,
+        repo_id,
+        "model",
+        private,
+        commit_message,
+        dry_run,
+        api,
     )
 
 
@@ -355,7 +514,9 @@ def _evaluation(spec: str) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"--evaluation {spec!r}: no results file at {path!r}.")
     results = json.loads(Path(path).read_text())
     if not isinstance(results, dict) or "metrics" not in results:
-        raise ValueError(f"--evaluation {spec!r}: {path!r} has no `metrics` (write it with tango-af-evaluate-pipeline).")
+        raise ValueError(
+            f"--evaluation {spec!r}: {path!r} has no `metrics` (write it with tango-af-evaluate-pipeline)."
+        )
     return name or str((results.get("protocol") or {}).get("eval_set") or Path(path).parent.name), results
 
 
@@ -367,12 +528,17 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--repo-id", required=True, help="owner/name (or name, for the logged-in user).")
         sub.add_argument("--private", action="store_true", help="Create the repo private.")
         sub.add_argument("--commit-message", default=None)
-        sub.add_argument("--dry-run", metavar="DIR", default=None, help="Only write the folder that would be uploaded.")
+        sub.add_argument(
+            "--dry-run", metavar="DIR", default=None, help="Only write the folder that would be uploaded."
+        )
 
     model = commands.add_parser("model", help="A pipeline folder (or LoRA adapter folder) as a model repo.")
     model.add_argument("--folder", required=True)
     model.add_argument(
-        "--evaluation", action="append", default=[], metavar="[NAME=]RESULTS_JSON",
+        "--evaluation",
+        action="append",
+        default=[],
+        metavar="[NAME=]RESULTS_JSON",
         help="results.json of tango-af-evaluate-pipeline, shown in the card and its model-index (repeatable).",
     )
     model.add_argument("--license", default=None, help="Hub licence id (default: derived from the training data).")
@@ -387,24 +553,23 @@ def build_parser() -> argparse.ArgumentParser:
     space.add_argument("--dataset", action="append", default=[], help="Dataset repo to link (repeatable).")
     space.add_argument("--link-model", action="append", default=[], help="Further model repo to link (repeatable).")
     common(space)
+    for sub in (model, dataset, space):
+        add_debug_argument(sub)
     return parser
 
 
+@command_line
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     options = dict(private=args.private, commit_message=args.commit_message, dry_run=args.dry_run)
-    try:
-        if args.command == "model":
-            evaluations = [_evaluation(spec) for spec in args.evaluation]
-            result = publish_model(args.folder, args.repo_id, evaluations, args.license, **options)
-        elif args.command == "dataset":
-            result = publish_dataset(args.folder, args.repo_id, **options)
-        else:
-            result = publish_space(args.repo_id, args.model, args.dataset, args.link_model, **options)
-    except (ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if args.command == "model":
+        evaluations = [_evaluation(spec) for spec in args.evaluation]
+        result = publish_model(args.folder, args.repo_id, evaluations, args.license, **options)
+    elif args.command == "dataset":
+        result = publish_dataset(args.folder, args.repo_id, **options)
+    else:
+        result = publish_space(args.repo_id, args.model, args.dataset, args.link_model, **options)
     print(result)
     return 0
 

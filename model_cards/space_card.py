@@ -63,7 +63,16 @@ def limit_rows(limits: Any) -> list[tuple[str, str]]:
         ("seed", f"{limits.min_seed} to {limits.max_seed}"),
         ("requests generating at once", str(limits.concurrency_limit)),
         ("requests waiting in the queue", str(limits.queue_max_size)),
+        ("file uploads", f"none taken; refused above {_size(limits.max_upload_bytes)}"),
     ]
+
+
+def _size(num_bytes: int) -> str:
+    """`1024` -> `"1 KiB"`; whole units only, else bytes."""
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if num_bytes >= factor and num_bytes % factor == 0:
+            return f"{num_bytes // factor} {unit}"
+    return "1 byte" if num_bytes == 1 else f"{num_bytes} bytes"
 
 
 def space_card(

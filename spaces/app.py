@@ -12,6 +12,21 @@ Run it locally:
 
 The model is, in this order: `--model`, the environment variable `TANGO_AF_MODEL`, the key "model" of
 `space_config.json` beside this file, or the folder `model/` beside this file.
+
+What the model brings besides its weights (files of the model folder or Hub repo, all optional):
+
+- `scheduler/`: the sampler, used as it is (the UI has no sampler choice).
+- `generation_defaults.json`: the controls' initial values, which are also what an API call leaves out. A JSON object
+  with any subset of the pipeline's own argument names:
+
+      {"audio_length_in_s": 10.24, "num_inference_steps": 200, "guidance_scale": 3.0, "num_waveforms_per_prompt": 1}
+
+  Values outside `LIMITS` are clamped to them (with a warning in the log); other keys are ignored with a warning.
+  Without the file, or for a key it leaves out, `DEFAULTS` applies.
+- `example_prompts.json`: a JSON list of prompts in the model's own vocabulary, offered as examples.
+
+Every request takes its turn on the one pipeline (a process-wide lock, whatever the queue does) and stops at the next
+denoising step when its client cancels it (`/cancel`, `job.cancel()` in gradio_client) or goes away (a closed tab).
 """
 
 # HF's `spaces` has to be imported before torch: on ZeroGPU it patches CUDA initialisation, and importing it after
@@ -32,17 +47,24 @@ except (ImportError, AttributeError):
 
 
 import argparse
+import asyncio
 import atexit
+import contextvars
 import dataclasses
+import functools
 import json
 import logging
 import math
 import os
 import random
+import reprlib
 import shutil
+import signal
+import sys
 import tempfile
 import threading
 import time
+import unicodedata
 import uuid
 from pathlib import Path
 from typing import Any
@@ -53,6 +75,8 @@ import numpy as np
 import soundfile as sf
 import torch
 from diffusers import DiffusionPipeline
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, HFValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +127,9 @@ class Limits:
             Cap on the ZeroGPU reservation.
         output_ttl_s (`int`, *optional*, defaults to 3600):
             Age after which this app deletes the WAV files it wrote (Gradio serves its own copies).
+        max_upload_bytes (`int`, *optional*, defaults to 1024):
+            Largest file Gradio's upload routes accept. The app takes no files, so nothing legitimate comes near it;
+            without a limit Gradio stores uploads of any size.
     """
 
     max_prompt_chars: int = 300
@@ -122,6 +149,7 @@ class Limits:
     gpu_s_per_unit: float = 0.01
     max_gpu_s: int = 120
     output_ttl_s: int = 3600
+    max_upload_bytes: int = 1024
 
     def describe(self) -> str:
         """One Markdown line stating the limits, shown in the UI."""
@@ -139,7 +167,10 @@ LIMITS = Limits()
 
 @dataclasses.dataclass(frozen=True)
 class Defaults:
-    """Initial values of the controls; each lies within `LIMITS`."""
+    """
+    Initial values of the controls, and the values of the inputs an API call leaves out (or sends as `null`); each
+    lies within `LIMITS`. A model overrides the generation settings with its `generation_defaults.json`.
+    """
 
     duration_s: float = 5.0
     steps: int = 100
@@ -147,9 +178,19 @@ class Defaults:
     seed: int = 0
     random_seed: bool = True
     candidates: int = 1
+    negative_prompt: str = ""
 
 
 DEFAULTS = Defaults()
+
+GENERATION_DEFAULTS_NAME = "generation_defaults.json"
+# Keys of `generation_defaults.json` (the pipeline's own argument names) -> (field of `Defaults`, whole number?).
+GENERATION_DEFAULT_KEYS = {
+    "audio_length_in_s": ("duration_s", False),
+    "num_inference_steps": ("steps", True),
+    "guidance_scale": ("guidance_scale", False),
+    "num_waveforms_per_prompt": ("candidates", True),
+}
 
 # Written in the style of AudioCaps captions (what the model was fine-tuned on): sound events, in order.
 EXAMPLE_PROMPTS = [
@@ -255,10 +296,45 @@ def display_name(model: str) -> str:
     return path.resolve().name if path.is_dir() else model
 
 
+def model_file(model: str, filename: str) -> Path | None:
+    """
+    A file that a model carries besides its pipeline: from the folder, or downloaded from the Hub repo
+    (`from_pretrained` fetches only the pipeline's own files).
+
+    Args:
+        model (`str`): a Hub id or a pipeline folder.
+        filename (`str`): the file's name in the folder or repo.
+
+    Returns:
+        `Path` or `None`: the local file, or `None` when the model has no such file (or, offline, none is cached).
+
+    Raises:
+        `ValueError`: when `model` is neither an existing folder nor a valid Hub id (a mistyped path, say).
+    """
+    folder = Path(model)
+    if folder.is_dir():
+        path = folder / filename
+        return path if path.is_file() else None
+    try:
+        return Path(hf_hub_download(model, filename))
+    except HFValidationError as error:
+        raise ValueError(f"Model {model!r} is neither a folder nor a Hub model id ('owner/name').") from error
+    except EntryNotFoundError:
+        logger.info("Model %s has no %s (or, offline, none is cached).", model, filename)
+        return None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+
+
 def example_prompts(model: str) -> list[str]:
     """
-    The example prompts to offer: the model folder's `example_prompts.json` (a JSON list of prompts) when it has
-    one, else `EXAMPLE_PROMPTS`.
+    The example prompts to offer: the model's `example_prompts.json` (a JSON list of prompts) when it has one, else
+    `EXAMPLE_PROMPTS`.
 
     Args:
         model (`str`): a Hub id or a pipeline folder.
@@ -267,18 +343,72 @@ def example_prompts(model: str) -> list[str]:
         `list[str]`
 
     Raises:
-        `ValueError`: when the folder's file is not a non-empty JSON list of non-empty strings.
+        `ValueError`: when the model's file is not a non-empty JSON list of non-empty strings.
     """
-    path = Path(model) / EXAMPLE_PROMPTS_NAME
-    if not path.is_file():
+    path = model_file(model, EXAMPLE_PROMPTS_NAME)
+    if path is None:
         return list(EXAMPLE_PROMPTS)
-    try:
-        prompts = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    prompts = _read_json(path)
     if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
         raise ValueError(f"{path} must hold a non-empty JSON list of non-empty strings, got {prompts!r:.200}.")
     return [p.strip() for p in prompts]
+
+
+def generation_defaults(model: str, limits: Limits | None = None, base: Defaults | None = None) -> Defaults:
+    """
+    The controls' initial values for `model`: its `generation_defaults.json` (see the module's docstring) over
+    `base`, each value clamped to `limits`.
+
+    Args:
+        model (`str`): a Hub id or a pipeline folder.
+        limits (`Limits`, *optional*, defaults to `LIMITS`): the ranges the values are clamped to.
+        base (`Defaults`, *optional*, defaults to `DEFAULTS`): the values of the keys the file leaves out.
+
+    Returns:
+        `Defaults`
+
+    Raises:
+        `ValueError`: naming the file and the key when the file is not a JSON object of numbers (whole numbers for
+        the steps and the number of waveforms).
+    """
+    limits, base = limits or LIMITS, base or DEFAULTS
+    path = model_file(model, GENERATION_DEFAULTS_NAME)
+    if path is None:
+        return base
+    values = _read_json(path)
+    if not isinstance(values, dict):
+        raise ValueError(
+            f'{path} must hold a JSON object such as {{"num_inference_steps": 100}}, got {values!r:.200}.'
+        )
+    unknown = sorted(set(values) - set(GENERATION_DEFAULT_KEYS))
+    if unknown:
+        logger.warning("%s: ignoring %s (this app reads only %s).", path, unknown, sorted(GENERATION_DEFAULT_KEYS))
+    bounds = {
+        "duration_s": (limits.min_duration_s, limits.max_duration_s),
+        "steps": (limits.min_steps, limits.max_steps),
+        "guidance_scale": (limits.min_guidance, limits.max_guidance),
+        "candidates": (limits.min_candidates, limits.max_candidates),
+    }
+    changes = {}
+    for key, (field, whole) in GENERATION_DEFAULT_KEYS.items():
+        if key not in values:
+            continue
+        value = values[key]
+        number = not isinstance(value, bool) and isinstance(value, (int, float))
+        if isinstance(value, float):
+            number = math.isfinite(value) and (value.is_integer() or not whole)
+        if not number:
+            kind = "a whole number" if whole else "a finite number"
+            raise ValueError(f"{path}: {key!r} must be {kind}, got {_show(value)}.")
+        low, high = bounds[field]
+        clamped = min(max(value, low), high)
+        if clamped != value:
+            logger.warning(
+                "%s: %s %s is outside this Space's range [%g, %g]; the UI starts at %g.",
+                path, key, _show(value), low, high, clamped,
+            )  # fmt: skip
+        changes[field] = int(clamped) if whole else float(clamped)
+    return dataclasses.replace(base, **changes)
 
 
 def load_pipeline(model: str) -> DiffusionPipeline:
@@ -307,30 +437,76 @@ def _invalid(message: str) -> gr.Error:
     return gr.Error(message, title="Invalid input", print_exception=False)
 
 
-def _check_number(name: str, value: Any, low: float, high: float, unit: str = "") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _invalid(f"{name} must be a number from {low:g} to {high:g}{unit}, got {value!r}.")
+# Short, bounded reprs for error messages: an API client can send a megabyte of text or a 4,000-digit integer.
+# (Python 3.11's `reprlib.Repr` takes no arguments: the Space runs 3.11.)
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxlong, _REPR.maxother = 60, 40, 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 4
+_REPR.maxlevel = 2
+
+
+def _show(value: Any) -> str:
+    """The value as an error message shows it: JSON's name for its type when that helps, its repr cut short."""
+    try:
+        shown = _REPR.repr(value)
+    except ValueError:
+        # `repr` refuses integers longer than `sys.get_int_max_str_digits()` digits.
+        shown = f"<an integer of over {sys.get_int_max_str_digits()} digits>"
+    if isinstance(value, str):
+        return f"the text {shown}"
+    if isinstance(value, bool):
+        return f"the boolean {value}"
+    if isinstance(value, (list, tuple)):
+        return f"a list {shown}"
+    if isinstance(value, dict):
+        return f"an object {shown}"
+    return shown
+
+
+def _check_number(name: str, value: Any, low: float, high: float, default: float, unit: str = "") -> float:
+    if value is None:
+        return float(default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _invalid(f"{name} must be a number from {low:g} to {high:g}{unit}, got {_show(value)}.")
+    # Comparing an int with the float bounds is exact at any size; `float(value)` or `math.isfinite(value)` would
+    # raise OverflowError for an integer past 1e308.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _invalid(f"{name} must be a finite number from {low:g} to {high:g}{unit}, got {_show(value)}.")
     if not low <= value <= high:
-        raise _invalid(f"{name} {value!r}{unit} is out of range: allowed from {low:g} to {high:g}{unit}.")
+        raise _invalid(f"{name} {_show(value)}{unit} is out of range: allowed from {low:g} to {high:g}{unit}.")
     return float(value)
 
 
-def _check_integer(name: str, value: Any, low: int, high: int) -> int:
-    # JSON clients (and the browser) may send a whole number as 25.0.
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(f"{name} must be a whole number from {low} to {high}, got {value!r}.")
+def _check_integer(name: str, value: Any, low: int, high: int, default: int) -> int:
+    if value is None:
+        return default
+    # JSON clients (and the browser) may send a whole number as 25.0; NaN and infinities are not whole numbers.
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not whole:
+        raise _invalid(f"{name} must be a whole number from {low} to {high}, got {_show(value)}.")
     if not low <= value <= high:
-        raise _invalid(f"{name} {value!r} is out of range: allowed from {low} to {high}.")
+        raise _invalid(f"{name} {_show(value)} is out of range: allowed from {low} to {high}.")
+    return int(value)
+
+
+def _check_boolean(name: str, value: Any, default: bool) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _invalid(f"{name} must be true or false, got {_show(value)}.")
     return value
 
 
+# Line breaks and tabs are whitespace a prompt box can hold; every other control character is not text, and a lone
+# surrogate (half of a UTF-16 pair, which JSON's "\ud800" escape produces) is not even valid Unicode.
+_ALLOWED_CONTROLS = frozenset("\t\n\r")
+
+
 def _check_text(name: str, value: Any, max_chars: int, required: bool) -> str | None:
-    if value is None and not required:
-        return None
+    if value is None:
+        value = ""
     if not isinstance(value, str):
-        raise _invalid(f"{name} must be text, got {type(value).__name__} {value!r}.")
+        raise _invalid(f"{name} must be text, got {_show(value)}.")
     text = value.strip()
     if not text:
         if required:
@@ -338,56 +514,75 @@ def _check_text(name: str, value: Any, max_chars: int, required: bool) -> str | 
         return None
     if len(text) > max_chars:
         raise _invalid(f"{name} is {len(text)} characters long: allowed up to {max_chars} characters.")
+    for position, char in enumerate(text, start=1):
+        category = unicodedata.category(char)
+        if category == "Cs":
+            raise _invalid(
+                f"{name} holds a lone surrogate {char!r} at character {position}, which is not valid Unicode text."
+            )
+        if category == "Cc" and char not in _ALLOWED_CONTROLS:
+            raise _invalid(
+                f"{name} holds the control character {char!r} at character {position}; only line breaks and tabs "
+                "are allowed."
+            )
     return text
 
 
 def validate_request(
     prompt: Any,
-    negative_prompt: Any,
-    duration_s: Any,
-    steps: Any,
-    guidance_scale: Any,
-    seed: Any,
-    random_seed: Any,
-    candidates: Any,
+    negative_prompt: Any = None,
+    duration_s: Any = None,
+    steps: Any = None,
+    guidance_scale: Any = None,
+    seed: Any = None,
+    random_seed: Any = None,
+    candidates: Any = None,
     limits: Limits | None = None,
+    defaults: Defaults | None = None,
 ) -> GenerationRequest:
     """
     Checks raw inputs against `limits` and draws the seed when asked to. The inputs arrive unprocessed (sliders do
-    not bound what the API sends), so types are checked too.
+    not bound what the API sends), so types are checked too. `None` (JSON's `null`) for an optional input means its
+    default.
 
     Args:
-        prompt (`Any`): must be a non-empty string of at most `limits.max_prompt_chars` characters.
-        negative_prompt (`Any`): `None` or a string; empty means the pipeline's default.
-        duration_s (`Any`): seconds, within `[limits.min_duration_s, limits.max_duration_s]`.
-        steps (`Any`): whole number within `[limits.min_steps, limits.max_steps]`.
-        guidance_scale (`Any`): number within `[limits.min_guidance, limits.max_guidance]`.
-        seed (`Any`): whole number within `[limits.min_seed, limits.max_seed]`; ignored when `random_seed`.
-        random_seed (`Any`): `True` to draw a seed.
-        candidates (`Any`): whole number within `[limits.min_candidates, limits.max_candidates]`.
+        prompt (`Any`): must be a non-empty string of at most `limits.max_prompt_chars` characters, valid Unicode
+            with no control characters other than line breaks and tabs.
+        negative_prompt (`Any`, *optional*): `None` or a string like `prompt`; empty means the pipeline's default.
+        duration_s (`Any`, *optional*): seconds, within `[limits.min_duration_s, limits.max_duration_s]`.
+        steps (`Any`, *optional*): whole number within `[limits.min_steps, limits.max_steps]`.
+        guidance_scale (`Any`, *optional*): number within `[limits.min_guidance, limits.max_guidance]`.
+        seed (`Any`, *optional*): whole number within `[limits.min_seed, limits.max_seed]`; replaced by a drawn one
+            when `random_seed`.
+        random_seed (`Any`, *optional*): `True` to draw a seed.
+        candidates (`Any`, *optional*): whole number within `[limits.min_candidates, limits.max_candidates]`.
         limits (`Limits`, *optional*, defaults to `LIMITS`): the limits to enforce.
+        defaults (`Defaults`, *optional*, defaults to `DEFAULTS`): the values of the inputs given as `None`.
 
     Returns:
         `GenerationRequest`: the normalised request.
 
     Raises:
-        `gr.Error`: naming the bad value and the allowed range.
+        `gr.Error`: naming the input, the bad value and the allowed range.
     """
-    limits = limits or LIMITS
+    limits, defaults = limits or LIMITS, defaults or DEFAULTS
     prompt = _check_text("Prompt", prompt, limits.max_prompt_chars, required=True)
     negative_prompt = _check_text("Negative prompt", negative_prompt, limits.max_prompt_chars, required=False)
-    duration_s = _check_number("Duration", duration_s, limits.min_duration_s, limits.max_duration_s, " s")
-    steps = _check_integer("Steps", steps, limits.min_steps, limits.max_steps)
-    guidance_scale = _check_number("Guidance scale", guidance_scale, limits.min_guidance, limits.max_guidance)
-    candidates = _check_integer("Candidates", candidates, limits.min_candidates, limits.max_candidates)
-    if random_seed is None:
-        random_seed = False
-    if not isinstance(random_seed, bool):
-        raise _invalid(f"Random seed must be true or false, got {random_seed!r}.")
+    duration_s = _check_number(
+        "Duration", duration_s, limits.min_duration_s, limits.max_duration_s, defaults.duration_s, " s"
+    )
+    steps = _check_integer("Steps", steps, limits.min_steps, limits.max_steps, defaults.steps)
+    guidance_scale = _check_number(
+        "Guidance scale", guidance_scale, limits.min_guidance, limits.max_guidance, defaults.guidance_scale
+    )
+    candidates = _check_integer(
+        "Candidates", candidates, limits.min_candidates, limits.max_candidates, defaults.candidates
+    )
+    random_seed = _check_boolean("Random seed", random_seed, defaults.random_seed)
+    # Checked even when a seed is drawn: a bad value is the client's mistake either way.
+    seed = _check_integer("Seed", seed, limits.min_seed, limits.max_seed, defaults.seed)
     if random_seed:
         seed = random.SystemRandom().randint(limits.min_seed, limits.max_seed)
-    else:
-        seed = _check_integer("Seed", seed, limits.min_seed, limits.max_seed)
     return GenerationRequest(
         prompt=prompt,
         negative_prompt=negative_prompt,
@@ -477,11 +672,24 @@ def unexpected_failure(request_id: str) -> gr.Error:
     )
 
 
+# Every output root of this process: removed at exit, and on the signals that `main` handles.
+_TEMP_ROOTS: list[Path] = []
+
+
+def remove_temp_folders() -> None:
+    """Deletes the output folders of every app of this process."""
+    while _TEMP_ROOTS:
+        shutil.rmtree(_TEMP_ROOTS.pop(), ignore_errors=True)
+
+
+atexit.register(remove_temp_folders)
+
+
 class OutputFolders:
     """
     Per-request folders for the WAV files, under one temporary root owned by this app. File names are made by the
     app only. Gradio copies returned files into its own cache, so folders older than `ttl_s` are deleted whenever a
-    new one is made, and the root when the process exits.
+    new one is made, and the root when the process exits (`remove_temp_folders`).
 
     Args:
         ttl_s (`float`): age in seconds after which a request folder is deleted.
@@ -491,7 +699,7 @@ class OutputFolders:
         self.ttl_s = ttl_s
         self.root = Path(tempfile.mkdtemp(prefix="tango-af-space-"))
         self._lock = threading.Lock()
-        atexit.register(shutil.rmtree, self.root, ignore_errors=True)
+        _TEMP_ROOTS.append(self.root)
 
     def new(self, request_id: str) -> Path:
         """A fresh, empty folder for one request."""
@@ -506,30 +714,123 @@ class OutputFolders:
             return Path(tempfile.mkdtemp(prefix=f"{request_id}-", dir=self.root))
 
 
+# ---------------------------------------------------------------------------------------------------- turns
+
+
+class RunCancelled(Exception):
+    """A request stopped before its end: its client cancelled it or went away, or the server is shutting down."""
+
+
+class ActiveRuns:
+    """
+    The requests of this process that wait for the pipeline or run it, by request id, each with the flag that stops
+    it at its next denoising step, and the Gradio session it belongs to (so that a closed tab can stop its own).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._runs: dict[str, tuple[str | None, threading.Event]] = {}
+
+    def start(self, request_id: str, session_hash: str | None) -> None:
+        with self._lock:
+            self._runs[request_id] = (session_hash, threading.Event())
+
+    def finish(self, request_id: str) -> None:
+        with self._lock:
+            self._runs.pop(request_id, None)
+
+    def should_stop(self, request_id: str) -> bool:
+        """Whether the request was stopped (`False` for one never started here, e.g. inside a ZeroGPU worker)."""
+        run = self._runs.get(request_id)
+        return run is not None and run[1].is_set()
+
+    def stop(self, request_id: str | None = None, session_hash: str | None = None) -> int:
+        """
+        Stops one request, the requests of one session, or, with neither argument, every request.
+
+        Returns:
+            `int`: how many requests were running (or waiting to run) and are now told to stop.
+        """
+        with self._lock:
+            runs = [
+                stop
+                for rid, (session, stop) in self._runs.items()
+                if (request_id is None or rid == request_id) and (session_hash is None or session == session_hash)
+            ]
+        for stop in runs:
+            stop.set()
+        return len(runs)
+
+
+ACTIVE_RUNS = ActiveRuns()
+
+# One pipeline, one accelerator: requests take turns on it whatever the queue does. The queue's concurrency limit
+# alone does not ensure it: `/cancel` cancels the request's asyncio task, which frees its queue slot at once, while a
+# thread that runs a synchronous function goes on (gradio/utils.py `cancel_tasks`, gradio/queueing.py
+# `process_events`).
+PIPELINE_LOCK = threading.Lock()
+# How often a waiting request looks whether it was stopped, and a running one whether its client is still there.
+POLL_S = 0.1
+
+
+def _wait_for_pipeline(request_id: str) -> None:
+    """Takes `PIPELINE_LOCK`, unless the request is stopped while it waits."""
+    while not PIPELINE_LOCK.acquire(timeout=POLL_S):
+        if ACTIVE_RUNS.should_stop(request_id):
+            raise RunCancelled(request_id)
+
+
+def _client_gone(demo: gr.Blocks, session_hash: str | None) -> bool:
+    """
+    Whether Gradio saw the client of `session_hash` go away (a closed tab or a dropped connection) while its request
+    runs. Gradio notices when the event stream (`/queue/data`) disconnects and then marks the session's jobs as no
+    longer alive (gradio/routes.py `sse_stream`, gradio/queueing.py `Queue.clean_events`), but it checks that mark
+    only between the chunks of a generator, never inside one call. No public API exposes it; should a Gradio
+    release change these internals, this says "still there" and the `unload` event (the heartbeat stream closing,
+    up to `GRADIO_HEARTBEAT_INTERVAL` seconds later) stops the request instead.
+    """
+    if session_hash is None:
+        return False
+    for job in getattr(getattr(demo, "_queue", None), "active_jobs", None) or ():
+        for event in job or ():
+            if getattr(event, "session_hash", None) == session_hash and getattr(event, "alive", True) is False:
+                return True
+    return False
+
+
 # ---------------------------------------------------------------------------------------------------- the app
 
 
 def build_demo(
-    pipe: DiffusionPipeline, model_name: str, limits: Limits | None = None, examples: list[str] | None = None
+    pipe: DiffusionPipeline,
+    model_name: str,
+    limits: Limits | None = None,
+    examples: list[str] | None = None,
+    defaults: Defaults | None = None,
 ) -> gr.Blocks:
     """
-    Builds the Space around an already loaded pipeline; the event is exposed to the API as `/generate`.
+    Builds the Space around an already loaded pipeline; the event is exposed to the API as `/generate`, where every
+    input but the prompt is optional.
 
     Args:
         pipe (`DiffusionPipeline`):
             A loaded text-to-audio pipeline with `sampling_rate`, returning `audios` (and, when it has them,
-            `clap_scores` and `mel_spectrograms`, ranked best first).
+            `clap_scores` and `mel_spectrograms`, ranked best first), that honours `callback_on_step_end` and
+            `_interrupt` as diffusers pipelines do.
         model_name (`str`):
             What the settings report as the model.
         limits (`Limits`, *optional*, defaults to `LIMITS`):
             Input ranges and queue sizes.
         examples (`list[str]`, *optional*, defaults to `EXAMPLE_PROMPTS`):
             Example prompts shown under the prompt box.
+        defaults (`Defaults`, *optional*, defaults to `DEFAULTS`):
+            Initial values of the controls (see `generation_defaults`), also those of the inputs an API call leaves
+            out.
 
     Returns:
-        `gr.Blocks`: the app with its queue configured; call `launch()` on it (theme and CSS: `THEME`, `CSS`).
+        `gr.Blocks`: the app with its queue configured; launch it with `launch_options(limits)`.
     """
-    limits = limits or LIMITS
+    limits, defaults = limits or LIMITS, defaults or DEFAULTS
     sampling_rate = int(pipe.sampling_rate)
     hop_length = getattr(pipe, "hop_length", None)
     folders = OutputFolders(limits.output_ttl_s)
@@ -562,13 +863,18 @@ def build_demo(
         return audios, scores, mels
 
     # Only the pipeline call holds a ZeroGPU slot; validation and file writing run outside it. Arguments and results
-    # cross a process boundary there, so they are plain data (the pipeline itself is captured, not passed).
+    # cross a process boundary there, so they are plain data (the pipeline itself is captured, not passed). For the
+    # same reason the stop flag is looked up by request id rather than passed: inside a ZeroGPU worker it is not
+    # found, and a stopped request runs to its end there (it still holds `PIPELINE_LOCK`, taken outside).
     @GPU(duration=gpu_seconds)
     def synthesize(
         request: GenerationRequest, request_id: str, progress: Any = None
     ) -> tuple[np.ndarray, list[float] | None, np.ndarray | None]:
         def on_step_end(pipeline: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
-            if progress is not None:
+            if ACTIVE_RUNS.should_stop(request_id):
+                # diffusers' interruption: the pipeline skips its remaining steps (`if self.interrupt: continue`).
+                pipeline._interrupt = True
+            elif progress is not None:
                 total = getattr(pipeline, "num_timesteps", None) or request.steps
                 progress((min(step + 1, total), total), desc="Denoising", unit="steps")
             return callback_kwargs
@@ -581,30 +887,39 @@ def build_demo(
             logger.exception("Request %s failed: %s", request_id, request)
             raise unexpected_failure(request_id) from None
 
-    def generate(
-        prompt: Any,
-        negative_prompt: Any,
-        duration_s: Any,
-        steps: Any,
-        guidance_scale: Any,
-        seed: Any,
-        random_seed: Any,
-        candidates: Any,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio recognises a progress tracker)
-    ) -> list[Any]:
-        request = validate_request(
-            prompt, negative_prompt, duration_s, steps, guidance_scale, seed, random_seed, candidates, limits
-        )
-        request_id = uuid.uuid4().hex[:8]
+    def produce(request: GenerationRequest, request_id: str, progress: Any) -> list[Any]:
+        """Runs the pipeline when its turn comes and writes the outputs; in a worker thread."""
         try:
-            progress(0, desc="Encoding the prompt")
-            audios, scores, mels = synthesize(request, request_id, progress)
+            progress(0, desc="Waiting for the model")
+            _wait_for_pipeline(request_id)
+            try:
+                progress(0, desc="Encoding the prompt")
+                audios, scores, mels = synthesize(request, request_id, progress)
+            finally:
+                PIPELINE_LOCK.release()
+            if ACTIVE_RUNS.should_stop(request_id):
+                raise RunCancelled(request_id)
+            # A candidate with a NaN or inf sample (e.g. a float16 overflow) is not audio: it is never written or
+            # played. The pipeline ranks such candidates last; if every one is, the request fails with a message.
+            finite = [bool(np.isfinite(audio).all()) for audio in audios]
+            if not any(finite):
+                logger.error("Request %s: every candidate came out non-finite (NaN or inf): %s", request_id, request)
+                raise gr.Error(
+                    "The model produced no usable audio for this request: every candidate came out non-finite (NaN "
+                    "or inf). Try another seed or fewer steps."
+                )
+            if not all(finite):
+                logger.warning(
+                    "Request %s: candidates %s came out non-finite (NaN or inf) and are not shown.",
+                    request_id,
+                    [rank for rank, ok in enumerate(finite, start=1) if not ok],
+                )
             folder = folders.new(request_id)
             num_samples = round(request.duration_s * sampling_rate)
             num_frames = math.ceil(num_samples / hop_length) if hop_length else None
             audio_updates, image_updates = [], []
             for slot in range(limits.max_candidates):
-                if slot >= len(audios):
+                if slot >= len(audios) or not finite[slot]:
                     audio_updates.append(gr.update(value=None, visible=False))
                     image_updates.append(gr.update(value=None, visible=False))
                     continue
@@ -623,7 +938,7 @@ def build_demo(
                             visible=True,
                         )
                     )
-        except gr.Error:
+        except (gr.Error, RunCancelled):
             # Already meant for the user: ours from `synthesize`, or ZeroGPU's (quota, aborted task).
             raise
         except Exception:
@@ -641,9 +956,60 @@ def build_demo(
             "model": model_name,
             "sampling_rate": sampling_rate,
             "clap_scores": scores,
+            "non_finite_candidates": [rank for rank, ok in enumerate(finite, start=1) if not ok],
         }
         logger.info("Request %s done: %s", request_id, json.dumps(settings))
         return [*audio_updates, *image_updates, settings]
+
+    async def generate(
+        prompt: Any,
+        negative_prompt: Any = None,
+        duration_s: Any = None,
+        steps: Any = None,
+        guidance_scale: Any = None,
+        seed: Any = None,
+        random_seed: Any = None,
+        candidates: Any = None,
+        request: gr.Request | None = None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio recognises a progress tracker)
+    ) -> list[Any]:
+        # Asynchronous so that it learns of a cancellation: `/cancel` cancels this coroutine's task (a synchronous
+        # function would run on in its thread with nothing to tell it). The work runs in a thread, with Gradio's
+        # context copied so that `progress` reaches this request's client.
+        generation = validate_request(
+            prompt, negative_prompt, duration_s, steps, guidance_scale, seed, random_seed, candidates, limits, defaults
+        )
+        request_id = uuid.uuid4().hex[:8]
+        session_hash = getattr(request, "session_hash", None)
+        ACTIVE_RUNS.start(request_id, session_hash)
+        worker = asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(contextvars.copy_context().run, produce, generation, request_id, progress)
+        )
+        # The stop flag lives as long as the work does (a cancelled task ends before it), and the outcome of a
+        # stopped request is retrieved here, so that asyncio does not log it as never retrieved.
+        worker.add_done_callback(lambda done: (ACTIVE_RUNS.finish(request_id), done.cancelled() or done.exception()))
+        try:
+            while not worker.done():
+                await asyncio.wait({worker}, timeout=POLL_S)
+                if not ACTIVE_RUNS.should_stop(request_id) and _client_gone(demo, session_hash):
+                    logger.info("Request %s: its client went away; stopping it.", request_id)
+                    ACTIVE_RUNS.stop(request_id)
+        except asyncio.CancelledError:
+            # Gradio frees the queue slot as this task ends; the pipeline stops at its next step, and the request
+            # the queue starts next waits for it on PIPELINE_LOCK. Waiting here instead would hold up the `/cancel`
+            # call (it awaits this task) past clients' timeouts.
+            logger.info("Request %s: cancelled; stopping it.", request_id)
+            ACTIVE_RUNS.stop(request_id)
+            raise
+        try:
+            return worker.result()
+        except RunCancelled:
+            raise gr.Error("The request was cancelled.", print_exception=False) from None
+
+    def stop_session(request: gr.Request) -> None:
+        # The tab closed (its heartbeat stream ended): stop what it still runs.
+        if ACTIVE_RUNS.stop(session_hash=request.session_hash):
+            logger.info("Session %s closed; stopping its requests.", request.session_hash)
 
     with gr.Blocks(title="Tango-AF text-to-audio", delete_cache=(limits.output_ttl_s, limits.output_ttl_s)) as demo:
         gr.Markdown(
@@ -661,7 +1027,9 @@ def build_demo(
                     max_lines=4,
                     max_length=limits.max_prompt_chars,
                 )
+                # Every input but the prompt has a value, which is what makes it optional for API clients.
                 negative_box = gr.Textbox(
+                    value=defaults.negative_prompt,
                     label="Negative prompt (optional)",
                     placeholder="low quality, noise",
                     max_length=limits.max_prompt_chars,
@@ -669,37 +1037,37 @@ def build_demo(
                 duration_slider = gr.Slider(
                     limits.min_duration_s,
                     limits.max_duration_s,
-                    value=DEFAULTS.duration_s,
+                    value=defaults.duration_s,
                     step=0.5,
                     label="Duration (s)",
                 )
                 steps_slider = gr.Slider(
-                    limits.min_steps, limits.max_steps, value=DEFAULTS.steps, step=1, label="Denoising steps"
+                    limits.min_steps, limits.max_steps, value=defaults.steps, step=1, label="Denoising steps"
                 )
                 guidance_slider = gr.Slider(
                     limits.min_guidance,
                     limits.max_guidance,
-                    value=DEFAULTS.guidance_scale,
+                    value=defaults.guidance_scale,
                     step=0.1,
                     label="Guidance scale",
                 )
                 candidates_slider = gr.Slider(
                     limits.min_candidates,
                     limits.max_candidates,
-                    value=DEFAULTS.candidates,
+                    value=defaults.candidates,
                     step=1,
                     label="Candidates (ranked by CLAP)",
                 )
                 with gr.Row():
                     seed_number = gr.Number(
-                        value=DEFAULTS.seed,
+                        value=defaults.seed,
                         label="Seed",
                         minimum=limits.min_seed,
                         maximum=limits.max_seed,
                         precision=0,
                         step=1,
                     )
-                    random_seed_box = gr.Checkbox(value=DEFAULTS.random_seed, label="Random seed")
+                    random_seed_box = gr.Checkbox(value=defaults.random_seed, label="Random seed")
                 generate_button = gr.Button("Generate", variant="primary")
                 gr.Examples(
                     examples=[[p] for p in (examples or EXAMPLE_PROMPTS)],
@@ -753,9 +1121,50 @@ def build_demo(
             # the input; Gradio's own preprocessing would round or reject them with less helpful messages.
             preprocess=False,
         )
+        demo.unload(stop_session)
 
     demo.queue(default_concurrency_limit=limits.concurrency_limit, max_size=limits.queue_max_size)
     return demo
+
+
+def launch_options(limits: Limits | None = None) -> dict[str, Any]:
+    """
+    The keyword arguments of `demo.launch()` that belong to the app rather than to where it runs.
+
+    Args:
+        limits (`Limits`, *optional*, defaults to `LIMITS`): where the upload limit comes from.
+
+    Returns:
+        `dict`: `theme` and `css` (Gradio 6 takes them at launch) and `max_file_size`, which bounds what Gradio's
+        upload routes (`/gradio_api/upload`) store: they are open whether or not the app has a file input.
+    """
+    limits = limits or LIMITS
+    return {"theme": THEME, "css": CSS, "max_file_size": limits.max_upload_bytes}
+
+
+def install_termination_handler(demo: gr.Blocks) -> None:
+    """
+    On SIGTERM (how the Hub and container runtimes stop a Space) and SIGHUP: stops the running requests, closes the
+    server (Gradio deletes its cached copies of the outputs on shutdown), deletes this app's output folders and exits
+    with status 128 + the signal's number. Without it the process dies at once and `atexit` cleanup never runs.
+    Must be called from the main thread.
+
+    Args:
+        demo (`gr.Blocks`): the app to close.
+    """
+
+    def terminate(signum: int, frame: Any) -> None:
+        logger.info("%s: stopping the running requests, removing temporary files.", signal.strsignal(signum))
+        ACTIVE_RUNS.stop()
+        try:
+            demo.close(verbose=False)
+        finally:
+            remove_temp_folders()
+        raise SystemExit(128 + signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):  # SIGHUP does not exist on Windows
+            signal.signal(getattr(signal, name), terminate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -782,7 +1191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """
-    Resolves the model, loads it and serves the app until interrupted.
+    Resolves the model, reads its example prompts and generation defaults, loads it and serves the app until
+    interrupted or terminated.
 
     Args:
         argv (`list[str]`, *optional*):
@@ -793,12 +1203,15 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         model = resolve_model(args.model)
-    except ModelNotFoundError as error:
+        # Read before the (long) load, so that a broken file is reported at once.
+        examples, defaults = example_prompts(model), generation_defaults(model)
+    except (ModelNotFoundError, ValueError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     logger.info("Loading model %s", model)
     pipe = load_pipeline(model)
-    demo = build_demo(pipe, display_name(model), examples=example_prompts(model))
-    demo.launch(server_name=args.host, server_port=args.port, theme=THEME, css=CSS)
+    demo = build_demo(pipe, display_name(model), examples=examples, defaults=defaults)
+    install_termination_handler(demo)
+    demo.launch(server_name=args.host, server_port=args.port, **launch_options())
 
 
 if __name__ == "__main__":

@@ -14,11 +14,12 @@ from datasets import load_dataset
 from diffusers import DiffusionPipeline
 from transformers import ClapModel
 
-import model_cards.publish as publish
 from datasets_scripts.build import build_af_audioset
 from datasets_scripts.debug_models import save_debug_af_audioset_models
 from datasets_scripts.sources import clips_from_audio_dir
+from model_cards import publish
 from pipelines.generate import DEFAULT_MODEL_DIR, save_default_model
+
 
 def files_of(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
@@ -37,6 +38,49 @@ def trained_folder(tmp_path_factory):
     (folder / "logs" / "events.out.tfevents").write_bytes(b"x")
     (folder / "validation" / "step-8").mkdir(parents=True)
     sf.write(folder / "validation" / "step-8" / "0.wav", np.zeros(160, np.float32), 16000)
+    return folder
+
+
+def machine_paths_in(folder: Path, forbidden: list[str]) -> dict[str, list[str]]:
+    """Every file of `folder` that reads as UTF-8 text, with the `forbidden` strings it holds."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:  # weights, shards, images
+            continue
+        hits = [part for part in forbidden if part in text]
+        if hits:
+            found[str(path.relative_to(folder))] = hits
+    return found
+
+
+@pytest.fixture(scope="module")
+def forbidden(tmp_path_factory) -> list[str]:
+    """This machine's paths: pytest's temporary root, the project's folder and the home folder."""
+    return [
+        str(tmp_path_factory.getbasetemp()),
+        str(Path(publish.__file__).resolve().parents[1]),
+        str(Path.home()) + os.sep,
+    ]
+
+
+@pytest.fixture(scope="module")
+def resaved_folder(trained_folder, tmp_path_factory):
+    """`trained_folder` loaded and saved again, as a training or conversion script does: diffusers records where each
+    part was loaded from (`_name_or_path`) in every config, and the records name local folders."""
+    folder = tmp_path_factory.mktemp("resaved") / "tango-af"
+    DiffusionPipeline.from_pretrained(trained_folder, trust_remote_code=True).save_pretrained(folder)
+    data = tmp_path_factory.getbasetemp() / "data" / "af-audioset"
+    data.mkdir(parents=True, exist_ok=True)
+    record = json.loads((trained_folder / "training_summary.json").read_text())
+    record["data"][0]["path"] = str(data)
+    record["base_model"] = str(trained_folder)
+    record["notes"] = f"resumed from {trained_folder}/checkpoint-8 after a crash"
+    (folder / "training_summary.json").write_text(json.dumps(record))
+    (folder / "generation_defaults.json").write_text(json.dumps({"num_inference_steps": 2}))
     return folder
 
 
@@ -67,6 +111,39 @@ def test_model_dry_run_loads_with_remote_code_and_generates_like_the_source(trai
     readme = (staged / "README.md").read_text()
     assert "model-index" in readme and "value: 20.0" in readme and "AudioCaps test" in readme
     assert 'from_pretrained("me/tango-af", trust_remote_code=True' in readme
+
+
+def test_a_staged_model_holds_no_path_of_the_build_machine(resaved_folder, trained_folder, tmp_path, forbidden):
+    leaks = machine_paths_in(resaved_folder, forbidden)
+    assert "model_index.json" in leaks and "unet/config.json" in leaks, "the fixture must start with leaks"
+
+    staged = publish.stage_model(resaved_folder, tmp_path / "staged", "me/tango-af")
+    assert machine_paths_in(staged, forbidden) == {}
+    for config in staged.rglob("*.json"):
+        assert "_name_or_path" not in config.read_text(), config
+    # Records keep the names of what they used, not where it lay.
+    record = json.loads((staged / "training_summary.json").read_text())
+    assert record["data"][0]["path"] == "af-audioset" and record["base_model"] == trained_folder.name
+    assert record["notes"] == "resumed from checkpoint-8 after a crash"
+    # The rewritten configs still load, into the same pipeline.
+    pipe = DiffusionPipeline.from_pretrained(staged, trust_remote_code=True)
+    source = DiffusionPipeline.from_pretrained(trained_folder, trust_remote_code=True)
+    np.testing.assert_array_equal(generate(pipe), generate(source))
+    # The Space's starting settings travel with the model.
+    assert json.loads((staged / "generation_defaults.json").read_text()) == {"num_inference_steps": 2}
+
+
+def test_token_tables_are_never_rewritten(tmp_path):
+    tables = {"model": {"vocab": {"/tmp": 5, "/root": 6}, "merges": [["/", "tmp"], ["/tmp", "/"]]}}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tables))
+    config = {"_name_or_path": "laion/clap", "cache": "/tmp/x/y", "k": "/tmp"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    before = (tmp_path / "tokenizer.json").read_bytes()
+    rewritten = publish.strip_local_paths(tmp_path, publish.machine_paths())
+    assert rewritten == [tmp_path / "config.json"]
+    assert (tmp_path / "tokenizer.json").read_bytes() == before
+    assert json.loads((tmp_path / "config.json").read_text()) == {"cache": "y", "k": "tmp"}
+    publish.check_no_local_paths(tmp_path, publish.machine_paths())  # token tables are not mistaken for leaks
 
 
 def test_model_push_stages_then_uploads_one_folder(trained_folder, fake_hub, tmp_path, capsys):
@@ -154,12 +231,54 @@ def test_dataset_dry_run_loads_every_tau_config(af_folder, tmp_path):
     assert (staged / "assets" / "size_vs_tau.png").is_file() and "tau0.45" in (staged / "README.md").read_text()
 
 
+def test_a_staged_dataset_holds_no_path_of_the_build_machine(af_folder, tmp_path, forbidden):
+    build = json.loads((af_folder / "build_config.json").read_text())
+    assert Path(build["captioner"]).is_absolute(), "the fixture must start with leaks"
+
+    staged = publish.stage_dataset(af_folder, tmp_path / "staged")
+    assert machine_paths_in(staged, forbidden) == {}
+    staged_build = json.loads((staged / "build_config.json").read_text())
+    assert staged_build["captioner"] == Path(build["captioner"]).name
+    assert staged_build["clap"] == Path(build["clap"]).name
+
+
+def test_staged_dataset_shards_hold_no_path_of_the_build_machine(af_folder, tmp_path, forbidden):
+    staged = publish.stage_dataset(af_folder, tmp_path / "staged")
+    for shard in (staged / "data").glob("*.parquet"):
+        content = shard.read_bytes()
+        assert not [part for part in forbidden if part.encode() in content], shard
+    rows = load_dataset(str(staged), "all", split="train")
+    assert set(rows["clap"]) == {Path(json.loads((af_folder / "build_config.json").read_text())["clap"]).name}
+
+
+def test_a_path_that_cannot_be_rewritten_is_refused_by_name(af_folder, tmp_path):
+    folder = tmp_path / "af"
+    shutil.copytree(af_folder, folder)
+    (folder / "excluded_ids.txt").write_text(f"abc\n{tmp_path}/lists/eval_ids.txt\n")
+    with pytest.raises(ValueError, match=r"excluded_ids\.txt would publish .*eval_ids\.txt.*path of this machine"):
+        publish.stage_dataset(folder, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_unfinished_dataset_is_refused_with_the_missing_units(af_folder, tmp_path):
     folder = tmp_path / "partial"
     shutil.copytree(af_folder, folder)
     (folder / "failures" / "00001.jsonl").unlink()
     with pytest.raises(ValueError, match=r"unfinished: units \[1\] of 2"):
         publish.stage_dataset(folder, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_dataset_missing_a_shard_is_refused_though_its_failure_list_is_there(af_folder, tmp_path):
+    # The resume flaw of issue 15: a unit's done-marker without its shard is not a finished unit.
+    folder = tmp_path / "lost_shard"
+    shutil.copytree(af_folder, folder)
+    shards = sorted((folder / "data").glob("*.parquet"))
+    assert len(shards) == 2 and all((folder / "failures" / f"{u:05d}.jsonl").exists() for u in range(2))
+    shards[0].unlink()
+    with pytest.raises(ValueError, match=r"unfinished: units \[0\] of 2"):
+        publish.stage_dataset(folder, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_dataset_push_is_a_dataset_repo(af_folder, fake_hub):
@@ -187,13 +306,15 @@ def wait_for_app(url: str, process, timeout: float = 180.0):
     raise AssertionError(f"the app did not start within {timeout} s")
 
 
-def test_space_dry_run_starts_from_its_folder_and_generates(tmp_path):
+def test_space_dry_run_starts_from_its_folder_and_generates(tmp_path, forbidden):
     import socket
     import subprocess
     import sys
 
     staged = publish.publish_space("me/tango-af", datasets=["me/AF-AudioSet"], dry_run=tmp_path / "space")
     assert {"app.py", "requirements.txt", "README.md", "model/model_index.json"} <= set(files_of(staged))
+    # The embedded default is saved from a folder of this project, which its configs would otherwise name.
+    assert machine_paths_in(staged, forbidden) == {}
     assert not (staged / "space_config.json").exists()
     # The embedded default brings its example prompts, in its own vocabulary, for the app to offer.
     if (DEFAULT_MODEL_DIR / "example_prompts.json").is_file():
@@ -216,13 +337,15 @@ def test_space_dry_run_starts_from_its_folder_and_generates(tmp_path):
         process.terminate()
         process.wait(timeout=30)
     wavs = [item for item in result if isinstance(item, str) and item.endswith(".wav")]
-    wavs += [item["value"] for item in result if isinstance(item, dict) and str(item.get("value", "")).endswith(".wav")]
+    wavs += [
+        item["value"] for item in result if isinstance(item, dict) and str(item.get("value", "")).endswith(".wav")
+    ]
     assert len(wavs) == 2
     audio, rate = sf.read(wavs[0])
     assert rate == 16000 and len(audio) == 16000
 
 
-def test_space_links_a_hub_model_or_embeds_a_folder(trained_folder, tmp_path):
+def test_space_links_a_hub_model_or_embeds_a_folder(trained_folder, resaved_folder, tmp_path, forbidden):
     from huggingface_hub import SpaceCard
 
     linked = publish.stage_space(tmp_path / "linked", model="me/tango-af", datasets=["me/AF-AudioSet"])
@@ -231,7 +354,8 @@ def test_space_links_a_hub_model_or_embeds_a_folder(trained_folder, tmp_path):
     data = SpaceCard.load(linked / "README.md").data
     assert data.models == ["me/tango-af"] and data.datasets == ["me/AF-AudioSet"]
 
-    embedded = publish.stage_space(tmp_path / "embedded", model=str(trained_folder), models=["me/tango-af"])
+    embedded = publish.stage_space(tmp_path / "embedded", model=str(resaved_folder), models=["me/tango-af"])
+    assert machine_paths_in(embedded, forbidden) == {}
     assert not any(f.startswith(("model/checkpoint-", "model/logs")) for f in files_of(embedded))
     pipe = DiffusionPipeline.from_pretrained(embedded / "model", trust_remote_code=True)
     assert pipe.has_clap_scorer

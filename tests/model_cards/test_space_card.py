@@ -28,4 +28,24 @@ def test_limits_table_shows_the_apps_limits():
     assert f"| duration | {limits.min_duration_s:g} to {limits.max_duration_s:g} s |" in text
     assert f"| candidates per request | {limits.min_candidates} to {limits.max_candidates} |" in text
     assert f"| requests waiting in the queue | {limits.queue_max_size} |" in text
+    assert limits.max_upload_bytes == 1024 and "| file uploads | none taken; refused above 1 KiB |" in text
     assert "embedded in this Space (`model/`)" in text
+
+
+def test_the_upload_limit_is_shown_in_whole_units_or_bytes():
+    import dataclasses
+
+    from model_cards.space_card import limit_rows
+
+    limits = load_app_module().LIMITS
+    shown = {
+        size: dict(limit_rows(dataclasses.replace(limits, max_upload_bytes=size)))["file uploads"]
+        for size in (1, 1000, 1024, 3 * 2**20, 2**30 + 1)
+    }
+    assert shown == {
+        1: "none taken; refused above 1 byte",
+        1000: "none taken; refused above 1000 bytes",
+        1024: "none taken; refused above 1 KiB",
+        3 * 2**20: "none taken; refused above 3 MiB",
+        2**30 + 1: f"none taken; refused above {2**30 + 1} bytes",
+    }

@@ -2,19 +2,23 @@
 resolution, its ZeroGPU decoration and its independence from the rest of the project."""
 
 import ast
+import asyncio
 import dataclasses
 import json
 import logging
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
 import types
+import uuid
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import soundfile as sf
@@ -23,7 +27,7 @@ from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
 from PIL import Image
 
-from .conftest import APP_PATH, FAST, launched, load_app_module
+from .conftest import APP_PATH, FAST, free_port, launched, load_app_module, patch_pipeline_call, started, wait_until
 
 MAX_SLOTS = 4
 MEL_BINS = 64  # of the debug pipeline's vocoder
@@ -67,16 +71,6 @@ def generate(
 def read_audio(update) -> tuple[np.ndarray, int]:
     audio, rate = sf.read(update["value"], dtype="float32")
     return audio, rate
-
-
-def patch_pipeline_call(monkeypatch, pipe, wrapper):
-    """Replaces the pipeline's `__call__` with `wrapper(original, pipe, *args, **kwargs)` for one test."""
-    original = type(pipe).__call__
-
-    def patched(self, *args, **kwargs):
-        return wrapper(original, self, *args, **kwargs)
-
-    monkeypatch.setattr(type(pipe), "__call__", patched)
 
 
 # ---------------------------------------------------------------------------------------------------- generation
@@ -189,6 +183,7 @@ def test_progress_follows_the_denoising_steps(served, tiny_pipe, monkeypatch):
 
 
 MAX_SEED = 2**31 - 1
+HUGE = 10**400  # a 401-digit integer
 
 # (field, bad value, strings the message must contain)
 BAD_INPUTS = [
@@ -212,12 +207,45 @@ BAD_INPUTS = [
     ("seed", MAX_SEED + 1, ["Seed", str(MAX_SEED + 1), "0", str(MAX_SEED)]),
     ("seed", 1.5, ["Seed", "1.5", "whole number"]),
     ("random_seed", "yes", ["Random seed", "'yes'"]),
+    # Integers past the float range (the sweep's OverflowError), on every numeric input.
+    ("duration_s", HUGE, ["Duration", "1000000000", "out of range", "10 s"]),
+    ("guidance_scale", HUGE, ["Guidance scale", "1000000000", "out of range", "10"]),
+    ("guidance_scale", -HUGE, ["Guidance scale", "-1000000000", "out of range"]),
+    ("steps", HUGE, ["Steps", "1000000000", "out of range", "200"]),
+    ("candidates", HUGE, ["Candidates", "1000000000", "out of range", "4"]),
+    ("seed", HUGE, ["Seed", "1000000000", "out of range", str(MAX_SEED)]),
+    ("seed", 1e300, ["Seed", "1e+300", "out of range"]),
+    # The seed is checked even when a random one is drawn.
+    ("seed", -5, ["Seed", "-5", "out of range"], {"random_seed": True}),
+    # Numbers (and non-finite numbers) as text.
+    ("steps", "25", ["Steps", "the text '25'", "whole number"]),
+    ("duration_s", "nan", ["Duration", "the text 'nan'"]),
+    ("guidance_scale", "inf", ["Guidance scale", "the text 'inf'"]),
+    ("seed", "7", ["Seed", "the text '7'"]),
+    # Booleans, lists and objects.
+    ("steps", True, ["Steps", "the boolean True"]),
+    ("candidates", False, ["Candidates", "the boolean False"]),
+    ("random_seed", 1, ["Random seed", "1", "true or false"]),
+    ("duration_s", [5], ["Duration", "a list [5]"]),
+    ("prompt", ["a dog"], ["Prompt", "a list ['a dog']"]),
+    ("seed", {"value": 1}, ["Seed", "an object {'value': 1}"]),
+    ("prompt", None, ["Prompt", "empty"]),
+    # Control characters; the messages escape them.
+    ("prompt", "a dog\x00barks", ["Prompt", "control character", "'\\x00'", "character 6"]),
+    ("negative_prompt", "\x1b[31mred", ["Negative prompt", "control character", "'\\x1b'", "character 1"]),
+    ("prompt", "bell\x7f", ["Prompt", "control character", "'\\x7f'"]),
 ]
 
 
-@pytest.mark.parametrize("field, value, expected", BAD_INPUTS, ids=[f"{f}={v!r}"[:40] for f, v, _ in BAD_INPUTS])
-def test_out_of_range_or_wrong_type_input_is_refused_with_its_value_and_range(served, field, value, expected):
-    arguments = {"prompt": "A dog barks", "seed": 0}
+# (field, bad value, strings the message must contain, other inputs)
+BAD_CASES = [case if len(case) == 4 else (*case, {}) for case in BAD_INPUTS]
+
+
+@pytest.mark.parametrize(
+    "field, value, expected, others", BAD_CASES, ids=[f"{f}={v!r}"[:40] for f, v, *_ in BAD_CASES]
+)
+def test_out_of_range_or_wrong_type_input_is_refused_with_its_value_and_range(served, field, value, expected, others):
+    arguments = {"prompt": "A dog barks", "seed": 0, **others}
     arguments[field] = value
     with pytest.raises(AppError) as error:
         generate(served.client, **arguments)
@@ -244,6 +272,26 @@ def test_limits_are_shown_in_the_ui(app, served):
     assert limits.describe() in markdown
     for number in ("300", "1-10 s", "1-200 steps", "1-4 candidates", str(MAX_SEED)):
         assert number in limits.describe()
+
+
+def test_non_finite_candidates_are_never_written_or_played(served, tiny_pipe, monkeypatch):
+    def poison(ranks):
+        def wrapper(original, pipe, *args, **kwargs):
+            output = original(pipe, *args, **kwargs)
+            for rank in ranks:
+                output.audios[rank] = np.nan
+            return output
+
+        return wrapper
+
+    patch_pipeline_call(monkeypatch, tiny_pipe, poison([1]))
+    audios, _, settings = generate(served.client, candidates=2)
+    assert settings["non_finite_candidates"] == [2]
+    assert audios[0]["visible"] is not False and audios[1]["value"] is None and audios[1]["visible"] is False
+    monkeypatch.undo()
+    patch_pipeline_call(monkeypatch, tiny_pipe, poison([0, 1]))
+    with pytest.raises(AppError, match="non-finite"):
+        generate(served.client, candidates=2)
 
 
 def test_unexpected_pipeline_error_is_logged_but_not_shown(served, tiny_pipe, monkeypatch, caplog):
@@ -282,6 +330,50 @@ def test_unexpected_error_after_generation_is_logged_but_not_shown(served, app, 
     assert [str(record.exc_info[1]) for record in caplog.records if record.exc_info] == [
         "No space left on /secret/path"
     ]
+
+
+# What gradio_client cannot send (httpx encodes JSON with allow_nan=False, as UTF-8): NaN and infinities, and lone
+# surrogates, which JSON's "\\ud800" escape makes. (field index, JSON literal, strings the message must contain)
+RAW_BAD_INPUTS = [
+    (0, r'"a dog \ud800 barks"', ["Prompt", "lone surrogate", "'\\ud800'", "character 7"]),
+    (1, r'"\udfff"', ["Negative prompt", "lone surrogate", "'\\udfff'"]),
+    (2, "NaN", ["Duration", "finite number", "nan"]),
+    (4, "Infinity", ["Guidance scale", "finite number", "inf"]),
+    (4, "-Infinity", ["Guidance scale", "finite number", "-inf"]),
+    (3, "NaN", ["Steps", "whole number", "nan"]),
+    (5, "Infinity", ["Seed", "whole number", "inf"]),
+]
+RAW_VALID = ['"A dog barks"', '""', "1.0", "2", "3.0", "0", "false", "1"]
+
+
+def call_raw(url: str, data: list[str]) -> tuple[str, dict]:
+    """Calls `/generate` through Gradio's REST API with a hand-written JSON body (`data`: one JSON literal per input);
+    returns the stream's last event and its data."""
+    body = '{"data": [' + ", ".join(data) + "]}"
+    base = url.rstrip("/")
+    posted = httpx.post(
+        f"{base}/gradio_api/call/generate", content=body.encode("ascii"), headers={"Content-Type": "application/json"}
+    )
+    assert posted.status_code == 200, posted.text
+    stream = httpx.get(f"{base}/gradio_api/call/generate/{posted.json()['event_id']}", timeout=120).text
+    event, data = stream.strip().split("\n\n")[-1].split("\n")
+    return event.removeprefix("event: "), json.loads(data.removeprefix("data: "))
+
+
+@pytest.mark.parametrize("index, literal, expected", RAW_BAD_INPUTS, ids=[f"{i}={v}" for i, v, _ in RAW_BAD_INPUTS])
+def test_non_finite_numbers_and_lone_surrogates_are_refused_by_name(served, index, literal, expected):
+    data = list(RAW_VALID)
+    data[index] = literal
+    event, message = call_raw(served.url, data)
+    assert event == "error" and message["title"] == "Invalid input"
+    for part in expected:
+        assert part in message["error"], f"{part!r} not in {message['error']!r}"
+
+
+def test_the_raw_api_takes_a_valid_body(served):
+    # What makes the refusals above the values' own, not the hand-written call's.
+    event, data = call_raw(served.url, RAW_VALID)
+    assert event == "complete" and data[-1]["steps"] == 2 and data[-1]["prompt"] == "A dog barks"
 
 
 # ---------------------------------------------------------------------------------------------------- queue
@@ -343,6 +435,81 @@ def test_queue_refuses_requests_beyond_its_size(app, tiny_pipe, monkeypatch):
         assert waiting.result(timeout=60)[-1]["seed"] == 0
 
 
+# ---------------------------------------------------------------------------------------------------- turns
+
+
+def test_cancelled_requests_take_turns_and_stop_at_the_next_step(served, instrumented):
+    # The sweep's case: submit, cancel, submit again... `/cancel` frees the queue slot at once, so each new request
+    # starts while the cancelled one may still be running: they must still take turns on the pipeline.
+    asked = 200
+    jobs = []
+    for index in range(4):
+        jobs.append(served.client.submit("A bell rings", "", 1.0, asked, 3.0, index, False, 1, api_name="/generate"))
+        wait_until(started(instrumented, index), what=f"request {index} to start")
+        jobs[-1].cancel()
+    wait_until(lambda: len(instrumented.calls) == 4 and all(c["done"] for c in instrumented.calls), what="the runs")
+    assert instrumented.peak == 1
+    assert [call["asked"] for call in instrumented.calls] == [asked] * 4
+    ran = [call["ran"] for call in instrumented.calls]
+    assert all(1 <= steps < asked for steps in ran), ran
+
+    # The app still serves, one request at a time.
+    _, _, settings = generate(served.client, seed=4)
+    assert settings["seed"] == 4 and instrumented.calls[-1] == {"asked": FAST["steps"], "ran": 2, "done": True}
+    assert instrumented.peak == 1
+
+
+def test_the_pipeline_takes_one_request_at_a_time_whatever_the_queue_allows(app, tiny_pipe, instrumented):
+    # Three handlers at once, beside any queue (and the queue itself configured to allow four).
+    demo = app.build_demo(tiny_pipe, "tiny-debug", limits=dataclasses.replace(app.LIMITS, concurrency_limit=4))
+    handler = next(fn for fn in demo.fns.values() if fn.api_name == "generate").fn
+
+    async def three_at_once():
+        return await asyncio.gather(*(handler("A bell rings", "", 1.0, 3, 3.0, seed, False, 1) for seed in range(3)))
+
+    results = asyncio.run(three_at_once())
+    assert sorted(result[-1]["seed"] for result in results) == [0, 1, 2]
+    assert [call["ran"] for call in instrumented.calls] == [3, 3, 3]
+    assert instrumented.peak == 1
+
+
+def test_a_client_that_disconnects_stops_its_request(served, instrumented):
+    # What a closed tab does to the event stream: Gradio notices the disconnection, and the run stops.
+    asked = 200
+    fn_index = next(index for index, fn in served.demo.fns.items() if fn.api_name == "generate")
+    session = uuid.uuid4().hex
+    base = served.url.rstrip("/")
+    data = ["A bell rings", "", 1.0, asked, 3.0, 0, False, 1]
+    joined = httpx.post(
+        f"{base}/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session}
+    )
+    assert joined.status_code == 200, joined.text
+    with httpx.stream("GET", f"{base}/gradio_api/queue/data", params={"session_hash": session}, timeout=60) as events:
+        for line in events.iter_lines():
+            if '"progress"' in line and started(instrumented, 0)():
+                break
+    # Leaving the block closed the connection.
+    wait_until(lambda: instrumented.calls[0]["done"], what="the run to stop")
+    assert instrumented.calls[0]["ran"] < asked
+
+
+def test_a_closed_session_stops_its_request(served, instrumented):
+    # The `unload` event (Gradio's heartbeat stream closing with the tab) stops that session's requests.
+    asked = 200
+    job = served.client.submit("A bell rings", "", 1.0, asked, 3.0, 0, False, 1, api_name="/generate")
+    wait_until(started(instrumented, 0), what="the request to start")
+    (unload,) = [fn.fn for fn in served.demo.fns.values() if any(event == "unload" for _, event in fn.targets)]
+    unload(types.SimpleNamespace(session_hash="another session"))
+    # A stopped run would end after at most one more step: two more show that another session's end left it alone.
+    steps = instrumented.calls[0]["ran"]
+    wait_until(lambda: instrumented.calls[0]["ran"] >= steps + 2 or instrumented.calls[0]["done"], what="steps")
+    assert not instrumented.calls[0]["done"]
+    unload(types.SimpleNamespace(session_hash=served.client.session_hash))
+    with pytest.raises(AppError, match="cancelled"):
+        job.result(timeout=120)
+    assert instrumented.calls[0]["done"] and instrumented.calls[0]["ran"] < asked
+
+
 # ---------------------------------------------------------------------------------------------------- ZeroGPU
 
 
@@ -372,7 +539,7 @@ def test_generation_runs_inside_spaces_gpu_with_an_estimated_duration(tiny_pipe,
 
     # The event handler goes through the decorated function, and ZeroGPU gets a duration for that very request.
     handler = next(fn for fn in demo.fns.values() if fn.api_name == "generate").fn
-    result = handler("A cat meows", "", 1.0, 3, 3.0, 0, False, 2)
+    result = asyncio.run(handler("A cat meows", "", 1.0, 3, 3.0, 0, False, 2))
     assert len(calls) == 1
     request, request_id = calls[0][:2]
     assert (request.prompt, request.steps, request.candidates) == ("A cat meows", 3, 2)
@@ -502,15 +669,25 @@ def test_resolve_model_rejects_a_broken_space_config(app_copy, content):
         app_copy.module.resolve_model(None)
 
 
-def test_main_loads_the_model_and_launches_on_the_given_address(app, tiny_model_dir, monkeypatch):
-    launches = []
-    monkeypatch.setattr(app.gr.Blocks, "launch", lambda self, **kwargs: launches.append((self, kwargs)))
+@pytest.fixture
+def launches(app, monkeypatch):
+    """`main` runs up to `launch`, which records `(demo, kwargs)` instead of serving; the termination handler is
+    recorded, not installed in the test process."""
+    calls = []
+    monkeypatch.setattr(app.gr.Blocks, "launch", lambda self, **kwargs: calls.append((self, kwargs)))
+    monkeypatch.setattr(app, "install_termination_handler", lambda demo: calls.append(("handler", demo)))
+    return calls
+
+
+def test_main_loads_the_model_and_launches_on_the_given_address(app, tiny_model_dir, launches):
     app.main(["--model", str(tiny_model_dir), "--host", "127.0.0.1", "--port", "7861"])
 
-    ((demo, kwargs),) = launches
+    (_, handled), (demo, kwargs) = launches
+    assert handled is demo
     assert kwargs["server_name"] == "127.0.0.1" and kwargs["server_port"] == 7861
-    # Gradio 6 takes theme and CSS at launch.
+    # Gradio 6 takes theme and CSS at launch; uploads are bounded there too.
     assert kwargs["theme"] is app.THEME and kwargs["css"] == app.CSS
+    assert kwargs["max_file_size"] == app.LIMITS.max_upload_bytes
     assert demo._queue.max_size == app.LIMITS.queue_max_size
     assert any(f"`{tiny_model_dir.name}`" in str(getattr(block, "value", "")) for block in demo.blocks.values())
 
@@ -520,14 +697,12 @@ def _example_samples(demo) -> list[list[str]]:
     return [list(sample) for sample in dataset.samples]
 
 
-def test_a_model_folder_brings_its_own_example_prompts(app, tiny_model_dir, tmp_path, monkeypatch):
-    launches = []
-    monkeypatch.setattr(app.gr.Blocks, "launch", lambda self, **kwargs: launches.append(self))
+def test_a_model_folder_brings_its_own_example_prompts(app, tiny_model_dir, tmp_path, launches):
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)
     (folder / "example_prompts.json").write_text(json.dumps(["A siren wails", " A bell rings "]))
     app.main(["--model", str(folder)])
-    assert _example_samples(launches[-1]) == [["A siren wails"], ["A bell rings"]]
+    assert _example_samples(launches[-1][0]) == [["A siren wails"], ["A bell rings"]]
     # Without the file (or for a Hub id), the AudioCaps-style prompts.
     assert app.example_prompts(str(tiny_model_dir)) == app.EXAMPLE_PROMPTS
     assert app.example_prompts("org/some-model") == app.EXAMPLE_PROMPTS
@@ -552,9 +727,189 @@ def test_host_and_port_default_to_the_spaces_environment(app, monkeypatch):
     assert (args.host, args.port) == ("127.0.0.2", 9001)
 
 
+# ---------------------------------------------------------------------------------------------------- defaults
+
+SMALL_DEFAULTS = {
+    "audio_length_in_s": 1.5,
+    "num_inference_steps": 2,
+    "guidance_scale": 2.5,
+    "num_waveforms_per_prompt": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def model_with_defaults(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny pipeline folder with a `generation_defaults.json`, as training writes it."""
+    folder = tmp_path_factory.mktemp("with_defaults") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "generation_defaults.json").write_text(json.dumps(SMALL_DEFAULTS))
+    return folder
+
+
+def test_a_model_folder_sets_the_defaults_and_the_api_needs_only_the_prompt(
+    app, model_with_defaults, launches, monkeypatch
+):
+    app.main(["--model", str(model_with_defaults)])
+    _, (demo, _) = launches
+    monkeypatch.undo()  # serve it for real
+    values = {getattr(block, "label", None): getattr(block, "value", None) for block in demo.blocks.values()}
+    assert values["Duration (s)"] == 1.5 and values["Denoising steps"] == 2
+    assert values["Guidance scale"] == 2.5 and values["Candidates (ranked by CLAP)"] == 2
+
+    with launched(demo) as url:
+        client = Client(url, verbose=False)
+        parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate"]
+        required = [p["parameter_name"] for p in parameters["parameters"] if not p["parameter_has_default"]]
+        assert required == ["prompt"]
+
+        result = client.predict("A bell rings", api_name="/generate")
+        expected = {"duration_s": 1.5, "steps": 2, "guidance_scale": 2.5, "candidates": 2, "negative_prompt": None}
+        assert {key: result[-1][key] for key in expected} == expected
+        assert result[-1]["random_seed"] is True
+        assert sf.info(result[0]["value"]).frames == round(1.5 * 16000)
+
+        # `null` (JSON clients) means the default too.
+        event, data = call_raw(url, ['"A bell rings"', "null", "null", "null", "null", "7", "false", "null"])
+        assert event == "complete", data
+        assert {key: data[-1][key] for key in expected} == expected and data[-1]["seed"] == 7
+
+
+def test_generation_defaults_are_clamped_to_the_limits_and_fill_in_missing_keys(app, tmp_path, caplog):
+    limits = app.LIMITS
+    (tmp_path / "generation_defaults.json").write_text(
+        json.dumps({"audio_length_in_s": 10.24, "num_inference_steps": 1000, "guidance_scale": 0.5, "eta": 0.0})
+    )
+    with caplog.at_level(logging.WARNING):
+        defaults = app.generation_defaults(str(tmp_path))
+    assert (defaults.duration_s, defaults.steps, defaults.guidance_scale) == (
+        limits.max_duration_s,
+        limits.max_steps,
+        limits.min_guidance,
+    )
+    # Keys the file leaves out keep the app's defaults.
+    assert defaults.candidates == app.DEFAULTS.candidates and defaults.random_seed is app.DEFAULTS.random_seed
+    logged = caplog.text
+    for part in ("audio_length_in_s 10.24", "num_inference_steps 1000", "guidance_scale 0.5", "'eta'"):
+        assert part in logged, part
+    # A folder without the file, or a Hub model without one, keeps them all.
+    (tmp_path / "generation_defaults.json").unlink()
+    assert app.generation_defaults(str(tmp_path)) == app.DEFAULTS
+    assert app.generation_defaults("org/some-model") == app.DEFAULTS
+
+
+def test_a_mistyped_model_folder_is_named_before_anything_loads(app, tmp_path, launches, capsys):
+    missing = str(tmp_path / "no-such-folder")
+    with pytest.raises(ValueError, match="no-such-folder.*neither a folder nor a Hub model id"):
+        app.generation_defaults(missing)
+    with pytest.raises(SystemExit) as exit_info:
+        app.main(["--model", missing])
+    assert exit_info.value.code == 2 and launches == []
+    error = capsys.readouterr().err
+    assert "no-such-folder" in error and "Traceback" not in error
+
+
+@pytest.mark.parametrize(
+    "content, named",
+    [
+        ("{not json", "not valid JSON"),
+        ("[2]", "JSON object"),
+        (json.dumps({"num_inference_steps": 2.5}), "'num_inference_steps' must be a whole number, got 2.5"),
+        (json.dumps({"num_waveforms_per_prompt": True}), "'num_waveforms_per_prompt' must be a whole number"),
+        (json.dumps({"guidance_scale": "3"}), "'guidance_scale' must be a finite number, got the text '3'"),
+        ('{"audio_length_in_s": NaN}', "'audio_length_in_s' must be a finite number, got nan"),
+    ],
+)
+def test_a_broken_generation_defaults_file_is_named(app, tmp_path, content, named, launches, monkeypatch):
+    (tmp_path / "generation_defaults.json").write_text(content)
+    with pytest.raises(ValueError, match="generation_defaults.json") as error:
+        app.generation_defaults(str(tmp_path))
+    assert named in str(error.value)
+    # The app refuses to start on it, with that message and no traceback, before loading the model.
+    monkeypatch.setattr(app, "load_pipeline", lambda model: pytest.fail("loaded the model"))
+    with pytest.raises(SystemExit) as exit_info:
+        app.main(["--model", str(tmp_path)])
+    assert exit_info.value.code == 2 and launches == []
+
+
+def test_a_hub_model_brings_its_defaults_and_examples_too(app, tmp_path, monkeypatch):
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    (tmp_path / "generation_defaults.json").write_text(json.dumps({"num_inference_steps": 50}))
+    asked = []
+
+    def fake_download(repo_id, filename, **kwargs):
+        asked.append((repo_id, filename))
+        if filename == "generation_defaults.json":
+            return str(tmp_path / filename)
+        raise LocalEntryNotFoundError(f"no {filename}")
+
+    monkeypatch.setattr(app, "hf_hub_download", fake_download)
+    assert app.generation_defaults("org/tango").steps == 50
+    assert app.example_prompts("org/tango") == app.EXAMPLE_PROMPTS
+    assert asked == [("org/tango", "generation_defaults.json"), ("org/tango", "example_prompts.json")]
+
+
+# ---------------------------------------------------------------------------------------------------- server
+
+
+def test_uploads_are_refused_above_the_limit(app, served):
+    limit = app.LIMITS.max_upload_bytes
+    upload = f"{served.url.rstrip('/')}/gradio_api/upload"
+    for size in (limit + 1, 20 << 20):
+        response = httpx.post(upload, files={"files": ("big.bin", b"x" * size)}, timeout=60)
+        assert response.status_code == 413, (size, response.status_code, response.text[:200])
+        assert str(limit) in response.text
+    assert httpx.post(upload, files={"files": ("small.bin", b"x" * limit)}, timeout=60).status_code == 200
+
+
+def test_sigterm_stops_the_app_and_removes_its_temporary_files(tiny_model_dir, tmp_path):
+    temp, gradio_temp = tmp_path / "tmp", tmp_path / "gradio"
+    temp.mkdir()
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "TANGO_AF_MODEL"}
+    env.update(TMPDIR=str(temp), GRADIO_TEMP_DIR=str(gradio_temp))
+    command = [sys.executable, str(APP_PATH), "--model", str(tiny_model_dir), "--host", "127.0.0.1"]
+    command += ["--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert process.poll() is None, process.stdout.read()
+            try:
+                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+                break
+            except Exception:  # not listening yet
+                assert time.monotonic() < deadline, "the app did not start"
+                time.sleep(0.5)
+        client.predict("A bell rings", "", 1.0, 1, 3.0, 0, False, 1, api_name="/generate")
+        (output_root,) = temp.glob("tango-af-space-*")
+        assert list(output_root.rglob("*.wav")) and list(gradio_temp.rglob("*.wav"))
+
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert not output_root.exists()
+    assert not list(gradio_temp.rglob("*.wav")), "Gradio's copies of the outputs are left behind"
+
+
 # ---------------------------------------------------------------------------------------------------- self-contained
 
-ALLOWED_THIRD_PARTY = {"gradio", "torch", "diffusers", "numpy", "matplotlib", "soundfile", "scipy", "spaces"}
+ALLOWED_THIRD_PARTY = {
+    "gradio",
+    "torch",
+    "diffusers",
+    "huggingface_hub",
+    "numpy",
+    "matplotlib",
+    "soundfile",
+    "scipy",
+    "spaces",
+}
 
 
 def test_app_imports_only_the_space_requirements():
@@ -571,7 +926,7 @@ def test_app_imports_only_the_space_requirements():
 
     requirements = (APP_PATH.parent / "requirements.txt").read_text().lower()
     for package in third_party - {"gradio"}:  # the Space's SDK provides gradio
-        assert package in requirements, f"{package} is imported but not in requirements.txt"
+        assert package.replace("_", "-") in requirements, f"{package} is imported but not in requirements.txt"
 
 
 def test_app_runs_alone_and_exits_clearly_without_a_model(tmp_path):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import launched
+from .conftest import launched, started, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -88,3 +88,20 @@ def test_prompt_to_ranked_audio_players(url, browser, tmp_path):
         assert len(content) > 20_000, f"a nearly blank screenshot ({len(content)} bytes)"
     finally:
         page.close()
+
+
+def test_closing_the_tab_stops_the_generation(url, browser, instrumented):
+    asked = 200  # ten seconds of sleeping steps alone, were it to run to the end
+    page = browser.new_page()
+    try:
+        page.goto(url, wait_until="domcontentloaded", timeout=TIMEOUT_MS)
+        page.get_by_label("Prompt", exact=True).fill("Rain on a tin roof")
+        set_slider(page, "Duration (s)", 1)
+        set_slider(page, "Denoising steps", asked)
+        page.get_by_role("button", name="Generate").click()
+        wait_until(started(instrumented, 0), what="the generation to start")
+    finally:
+        page.close()
+    wait_until(lambda: instrumented.calls[0]["done"], what="the generation to stop")
+    assert instrumented.calls[0]["asked"] == asked
+    assert instrumented.calls[0]["ran"] < asked
