@@ -8,7 +8,30 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
-import pytest  # noqa: E402
+import numpy as np
+import pytest
+
+# Two float32 computations of the same values that differ only in the order of their reductions (a batch against one
+# clip at a time, another kernel or thread count) agree to a few hundred float32 ulps (eps = 1.2e-7) of the largest
+# value compared, on any machine and under any load; a wrong result differs at order one. An absolute tolerance taken
+# from one machine's run (e.g. 1e-5 for values of magnitude 1) fails elsewhere.
+FLOAT32_REORDERING_RTOL = 1e-4
+
+
+def assert_float32_close(actual, expected, rtol: float = FLOAT32_REORDERING_RTOL, err_msg: str = "") -> None:
+    """Asserts `actual` equals `expected` up to float32 reordering: relative to each value and to the largest one."""
+    actual = np.asarray(actual.detach().cpu() if hasattr(actual, "detach") else actual, dtype=np.float64)
+    expected = np.asarray(expected.detach().cpu() if hasattr(expected, "detach") else expected, dtype=np.float64)
+    scale = float(np.abs(expected).max()) if expected.size else 0.0
+    np.testing.assert_allclose(
+        actual, expected, rtol=rtol, atol=rtol * max(scale, np.finfo(np.float32).tiny), err_msg=err_msg
+    )
+
+
+@pytest.fixture
+def float32_close():
+    """[`assert_float32_close`], for tests: `float32_close(batched, one_by_one)`."""
+    return assert_float32_close
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +71,7 @@ FAKE_TOKEN = "hf_thisIsNotARealTokenButMustNeverBePrinted"
 @pytest.fixture
 def fake_hub(monkeypatch):
     """No Hub: publishing goes to a recording fake, with a token in the environment. Yields the list of calls."""
-    import model_cards.publish as publish
+    from model_cards import publish
 
     FakeHfApi.calls = []
     monkeypatch.setattr(publish, "HfApi", FakeHfApi)

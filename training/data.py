@@ -44,6 +44,7 @@ from datasets_scripts.audio import (
     resample,
     to_mono,
 )
+from datasets_scripts.loading import local_cache_kwargs
 
 from .front_end import TARGET_SAMPLES, prepare_waveform
 
@@ -251,7 +252,9 @@ class _HFRows:
                     raise ValueError(f"No split {spec.split!r} in {location}; its splits are {list(loaded)}.")
                 loaded = loaded[spec.split]
         else:
-            loaded = datasets.load_dataset(location, spec.config_name, split=spec.split)
+            loaded = datasets.load_dataset(
+                location, spec.config_name, split=spec.split, **local_cache_kwargs(location)
+            )
         self.where = spec.name
         _check_columns(loaded, [spec.audio_column, spec.caption_column], spec.name)
         caption_feature = loaded.features[spec.caption_column]

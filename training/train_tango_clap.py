@@ -57,6 +57,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from model_cards.pipeline_card import CONVERSION_RECORD_NAME, TRAINING_SUMMARY_NAME, read_record, write_pipeline_card
+from pipelines.cli import add_debug_argument, command_line
 from pipelines.tango_clap.architectures import TANGO_UNET_SIZES
 from pipelines.tango_clap.pipeline_tango_clap import TangoCLAPPipeline
 from training.checkpoints import TRAINING_STATE_NAME, resolve_resume, save_checkpoint
@@ -116,7 +117,13 @@ def parse_args(argv: list[str] | None = None, lora: bool = False) -> argparse.Na
         help="Data sources, each 'kind:path[?key=value&...]' with kind hf, af_audioset or manifest, e.g. "
         "'af_audioset:./af?audio_dir=/clips&weight=0.5' 'hf:/data/audiocaps?caption_column=caption'.",
     )
-    data.add_argument("--precomputed_latents", default=None, help="Folder written by training/precompute_latents.py.")
+    data.add_argument(
+        "--precomputed_latents",
+        nargs="+",
+        default=None,
+        help="Folders written by training/precompute_latents.py, each 'path[?weight=W]'; several form a mixture "
+        "drawn by weight, like --train_data sources.",
+    )
     data.add_argument("--tau", type=float, default=0.45, help="AF-AudioSet CLAP threshold (sources may override).")
     data.add_argument(
         "--top_k", type=int, default=3, help="AF-AudioSet captions kept per clip (sources may override)."
@@ -182,6 +189,7 @@ def parse_args(argv: list[str] | None = None, lora: bool = False) -> argparse.Na
     ckpt.add_argument("--push_to_hub", action="store_true")
     ckpt.add_argument("--hub_model_id", default=None)
     ckpt.add_argument("--hub_token", default=None)
+    add_debug_argument(parser)
 
     args = parser.parse_args(argv)
     check_args(args)
@@ -317,7 +325,15 @@ def training_record(
 # ---------------------------------------------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None, lora: bool = False) -> None:
+def train(argv: list[str] | None = None, lora: bool = False) -> None:
+    """
+    Runs one training (the script's whole job); errors are raised. [`main`] is the same with the command line's
+    error reporting (`pipelines.cli.command_line`); code that drives training (e.g. `training.micro`) calls this.
+
+    Args:
+        argv (`list[str]`, *optional*): the command line; `sys.argv[1:]` when `None`.
+        lora (`bool`, *optional*, defaults to `False`): train LoRA adapters (`train_tango_clap_lora.py`).
+    """
     args = parse_args(argv, lora=lora)
     py_logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=py_logging.INFO)
     accelerator = Accelerator(
@@ -425,8 +441,10 @@ def main(argv: list[str] | None = None, lora: bool = False) -> None:
     if args.precomputed_latents:
         dataset = LatentsDataset(args.precomputed_latents)
         collate = collate_latents
-        source_names = [f"precomputed:{args.precomputed_latents}"]
-        data_record = [{"kind": "precomputed", "path": args.precomputed_latents}]
+        data_record = [
+            {"kind": "precomputed", "path": path, "weight": weight}
+            for path, weight in zip(dataset.paths, dataset.weights)
+        ]
     else:
         specs = [parse_source(spec) for spec in args.train_data]
         dataset = AudioCaptionDataset(
@@ -438,7 +456,6 @@ def main(argv: list[str] | None = None, lora: bool = False) -> None:
             default_top_k=args.top_k,
         )
         collate = collate_audio_captions
-        source_names = list(args.train_data)
         data_record = [
             {
                 "kind": spec.kind,
@@ -681,5 +698,8 @@ def ema_weights(ema_unet: EMAModel | None, unet: torch.nn.Module) -> Iterator[No
         ema_unet.restore(unet.parameters())
 
 
+main = command_line(train)
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

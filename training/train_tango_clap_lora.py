@@ -25,4 +25,4 @@ Every other option is `train_tango_clap.py`'s (see `--help`).
 from training.train_tango_clap import main
 
 if __name__ == "__main__":
-    main(lora=True)
+    raise SystemExit(main(lora=True))

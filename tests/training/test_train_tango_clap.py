@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from pipelines.tango_clap.debug import get_debug_pipeline
 from training.checkpoints import list_checkpoints
 from training.components import build_pipeline, frames_for
-from training.data import AudioCaptionDataset, collate_audio_captions, parse_source
+from training.data import AudioCaptionDataset, MixtureSampler, collate_audio_captions, parse_source
 from training.front_end import TangoMelSpectrogram
 from training.objective import diffusion_loss, encode_audio, sample_latents, step_generator
 from training.precompute_latents import LatentsDataset, collate_latents, precompute_latents
@@ -261,6 +261,74 @@ def test_precomputed_latents_give_the_on_the_fly_loss(workspace, tmp_path):
     assert sorted(losses(output)) == [1, 2]
 
 
+def test_several_precomputed_folders_form_a_weighted_mixture(workspace, tmp_path):
+    base, manifest, _ = workspace
+    pipe = build_pipeline(str(base))
+    num_samples, frames = frames_for(pipe, SECONDS)
+    dataset = AudioCaptionDataset([parse_source(f"manifest:{manifest}")], num_samples=num_samples, seed=3)
+    precompute_latents(pipe, dataset, tmp_path / "a", frames=frames, batch_size=2, shard_size=2)
+    precompute_latents(pipe, dataset, tmp_path / "b", frames=frames, batch_size=2, shard_size=4)
+
+    mixed = LatentsDataset([str(tmp_path / "a"), f"{tmp_path / 'b'}?weight=3"])
+    assert mixed.source_lengths == [4, 4] and mixed.weights == [1.0, 3.0]
+    assert mixed.paths == [str(tmp_path / "a"), str(tmp_path / "b")]
+    torch.testing.assert_close(mixed[5]["latent_mean"], LatentsDataset(tmp_path / "b")[1]["latent_mean"])
+    # The training loop's sampler draws the second folder about three times as often.
+    sampler = MixtureSampler(mixed.source_lengths, mixed.weights, num_samples=4000, seed=0)
+    from_b = sum(index >= 4 for index in sampler)
+    assert abs(from_b / 4000 - 0.75) < 4 * (0.75 * 0.25 / 4000) ** 0.5  # four standard errors
+
+    for bad, message in [
+        (f"{tmp_path / 'a'}?weight=0", "must be positive"),
+        (f"{tmp_path / 'a'}?weight=abc", "'abc'"),
+        (f"{tmp_path / 'a'}?tau=0.4", "takes only"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            LatentsDataset(bad)
+    # Folders encoded with another VAE scaling (another model) cannot be mixed.
+    info_path = tmp_path / "b" / "precompute_info.json"
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps({**info, "scaling_factor": info["scaling_factor"] * 2}))
+    with pytest.raises(ValueError, match="differ in \\['scaling_factor'\\]"):
+        LatentsDataset([tmp_path / "a", tmp_path / "b"])
+
+
+def test_an_encoding_cache_encodes_each_clip_and_caption_once_with_the_same_rows(workspace, tmp_path, float32_close):
+    from training.precompute_latents import EncodingCache
+
+    base, manifest, _ = workspace
+    pipe = build_pipeline(str(base))
+    num_samples, frames = frames_for(pipe, SECONDS)
+    dataset = AudioCaptionDataset([parse_source(f"manifest:{manifest}")], num_samples=num_samples, seed=3)
+    precompute_latents(pipe, dataset, tmp_path / "plain", frames=frames, batch_size=2, shard_size=2)
+
+    encoded = {"clips": 0, "texts": 0}
+    vae_encode, encode_text = pipe.vae.encode, pipe.encode_text
+
+    def counting_encode(mel, *args, **kwargs):
+        encoded["clips"] += mel.shape[0]
+        return vae_encode(mel, *args, **kwargs)
+
+    def counting_text(texts, *args, **kwargs):
+        encoded["texts"] += len(texts)
+        return encode_text(texts, *args, **kwargs)
+
+    pipe.vae.encode, pipe.encode_text = counting_encode, counting_text
+    cache = EncodingCache()
+    precompute_latents(pipe, dataset, tmp_path / "first", frames=frames, batch_size=2, shard_size=2, cache=cache)
+    first = dict(encoded)
+    assert first["clips"] == 4  # the four readable clips
+    # The same clips again (another source of one study): nothing is encoded but the empty prompt of the info.
+    precompute_latents(pipe, dataset, tmp_path / "second", frames=frames, batch_size=2, shard_size=2, cache=cache)
+    assert encoded["clips"] == first["clips"] and encoded["texts"] == first["texts"] + 1
+    plain, cached = LatentsDataset(tmp_path / "plain"), LatentsDataset(tmp_path / "second")
+    for i in range(len(plain)):
+        assert plain[i]["caption"] == cached[i]["caption"]
+        torch.testing.assert_close(cached[i]["latent_mean"], plain[i]["latent_mean"])
+        # A caption encoded alone or beside a longer one: masked padding changes nothing but float rounding.
+        float32_close(cached[i]["text_hidden"], plain[i]["text_hidden"])
+
+
 def test_a_killed_precompute_job_continues_after_its_last_whole_shard(workspace, tmp_path):
     base, manifest, _ = workspace
     pipe = build_pipeline(str(base))
@@ -292,7 +360,7 @@ def test_push_to_hub_uploads_the_final_folder(workspace, tmp_path, fake_hub):
     base, manifest, _ = workspace
     output = tmp_path / "pushed"
     extra = ["--checkpointing_steps", "1", "--push_to_hub", "--hub_model_id", "someone/tango-ft", "--cpu"]
-    main(tester.args(base, manifest, output, 2, *extra))
+    assert main(tester.args(base, manifest, output, 2, *extra)) == 0
 
     (_, repo, create), (_, upload_repo, upload) = fake_hub
     assert repo == upload_repo == "someone/tango-ft" and create["repo_type"] == upload["repo_type"] == "model"
@@ -350,8 +418,8 @@ def test_fine_tune_records_its_pretraining_and_the_card_shows_both(workspace, tm
 
     base, manifest, _ = workspace
     pretrained, fine_tuned = tmp_path / "pt", tmp_path / "ft"
-    main(tester.args(base, manifest, pretrained, 2, "--unet_from_scratch", "debug", "--cpu"))
-    main(tester.args(pretrained, manifest, fine_tuned, 1, "--learning_rate", "1e-4", "--cpu"))
+    assert main(tester.args(base, manifest, pretrained, 2, "--unet_from_scratch", "debug", "--cpu")) == 0
+    assert main(tester.args(pretrained, manifest, fine_tuned, 1, "--learning_rate", "1e-4", "--cpu")) == 0
 
     first = json.loads((pretrained / "training_summary.json").read_text())
     second = json.loads((fine_tuned / "training_summary.json").read_text())
