@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -39,6 +40,12 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 # The shortest clip classified: 10 frames, and more than the 512 samples the mel's reflection padding needs.
 MIN_SAMPLES = 10 * HOP_LENGTH
+
+# Largest gain (natural log of the magnitude: 0.69 = 6 dB) between the two clips of a training mix, on top of their
+# own levels.
+_MIX_GAIN = 0.69
+# Distinct noise clips the augmentation draws from.
+_NOISE_CLIPS = 8
 
 # (audio, class names present)
 LabelledClip = tuple[np.ndarray, Sequence[str]]
@@ -258,6 +265,12 @@ def _log_peaks(audios: Sequence[np.ndarray]) -> torch.Tensor:
     return torch.tensor(np.log((np.asarray(peaks) + 1e-8) / 0.5), dtype=torch.float32)
 
 
+def _noise_mels(front_end: TangoMelSpectrogram, frames: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """Log-mels of `count` clips of white noise of RMS 1, `frames` long: the noise the augmentation adds."""
+    noise = torch.randn(count, frames * HOP_LENGTH, generator=generator)
+    return front_end(noise, frames)
+
+
 def _augmented_batch(
     mels: Sequence[torch.Tensor],
     log_peaks: torch.Tensor,
@@ -265,13 +278,17 @@ def _augmented_batch(
     indices: list[int],
     mix_probability: float,
     generator: torch.Generator,
+    noise: tuple[float, torch.Tensor, tuple[float, float]] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of mels, each rolled in time by a random offset (an event may sound anywhere), some mixed with another
-    clip of the same length at the two clips' own levels, their labels joined.
+    clip of the same length at a random gain of up to +-6 dB from the two clips' own levels, their labels joined, and
+    some with white noise added.
 
     The mix is made on the mels: magnitudes of sounds that do not share time-frequency cells add, so
     `logaddexp` of the two clips' un-normalised log-mels, less the louder one's peak (the mixture's peak
-    normalisation, approximately), is close to the log-mel of the summed waveforms, at no STFT cost.
+    normalisation, approximately), is close to the log-mel of the summed waveforms, at no STFT cost. Noise is added
+    the same way: `noise` is `(probability, noise log-mels of RMS 1, (lowest, highest) RMS)`, the RMS drawn
+    log-uniformly and relative to the clip's peak of 0.5.
     """
     frames = mels[indices[0]].shape[0]
     same_length = [i for i in range(len(mels)) if mels[i].shape[0] == frames]
@@ -282,9 +299,15 @@ def _augmented_batch(
         if float(torch.rand((), generator=generator)) < mix_probability and len(same_length) > 1:
             other = same_length[int(torch.randint(len(same_length), (1,), generator=generator))]
             other_mel = torch.roll(mels[other], int(torch.randint(frames, (1,), generator=generator)), dims=0)
-            mel = torch.logaddexp(mel + log_peaks[index], other_mel + log_peaks[other])
-            mel = mel - torch.maximum(log_peaks[index], log_peaks[other])
+            gain = float(torch.empty(()).uniform_(-_MIX_GAIN, _MIX_GAIN, generator=generator))
+            mel = torch.logaddexp(mel + log_peaks[index], other_mel + log_peaks[other] + gain)
+            mel = mel - torch.maximum(log_peaks[index], log_peaks[other] + gain)
             target = torch.maximum(target, targets[other])
+        if noise is not None and float(torch.rand((), generator=generator)) < noise[0]:
+            probability, noise_mels, (lowest, highest) = noise
+            level = float(torch.empty(()).uniform_(math.log(lowest), math.log(highest), generator=generator))
+            pick = noise_mels[int(torch.randint(len(noise_mels), (1,), generator=generator))]
+            mel = torch.logaddexp(mel, pick[: mel.shape[0]] + level)
         batch.append(mel)
         batch_targets.append(target)
     return torch.stack(batch), torch.stack(batch_targets)
@@ -308,15 +331,20 @@ def train_micro_classifier(
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
     mix_probability: float = 0.5,
+    noise_probability: float = 0.5,
+    noise_levels: tuple[float, float] = (1e-3, 3e-2),
     seed: int = 0,
     classes: Sequence[str] | None = None,
     model_kwargs: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> Path:
-    r"""Trains a [`MicroEventClassifier`] on ground-truth labels and saves it.
+    r"""Trains a [`MicroEventClassifier`] on ground-truth labels of real audio and saves it.
 
-    Log-mels are computed once; each step rolls each clip's mel by a random offset in time and mixes some clips with
-    others (`mix_probability`, on the mels). Binary cross-entropy per class; AdamW with a one-cycle schedule.
+    Log-mels are computed once; each step augments them as ordinary audio augmentation does, on the mels: a random
+    time shift (a roll) of each clip, mixes of some clips with others at a random relative gain (`mix_probability`,
+    labels joined), and white noise added to some (`noise_probability`), so that a level of background noise a
+    vocoder or a generator adds does not change what the classifier hears. Binary cross-entropy per class; AdamW with
+    a one-cycle schedule.
 
     Args:
         clips (`Sequence[tuple[np.ndarray, Sequence[str]]]`):
@@ -334,6 +362,11 @@ def train_micro_classifier(
         mix_probability (`float`, *optional*, defaults to 0.5):
             Chance that a training clip is mixed with another (labels joined), which teaches the classifier to hear
             a quiet event under a loud one.
+        noise_probability (`float`, *optional*, defaults to 0.5):
+            Chance that white noise is added to a training clip.
+        noise_levels (`tuple[float, float]`, *optional*, defaults to `(1e-3, 3e-2)`):
+            Lowest and highest RMS of that noise (drawn log-uniformly), against the clip's peak of 0.5: from the
+            micro world's own noise floor to 24 dB above it.
         seed (`int`, *optional*, defaults to 0):
             Seeds the initial weights, the batch order and the time shifts: the same seed and clips give the same
             weights.
@@ -352,11 +385,16 @@ def train_micro_classifier(
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr!r}.")
-    if not 0 <= mix_probability <= 1:
-        raise ValueError(f"mix_probability must be in [0, 1], got {mix_probability!r}.")
+    for name, value in (("mix_probability", mix_probability), ("noise_probability", noise_probability)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name} must be in [0, 1], got {value!r}.")
+    if len(noise_levels) != 2 or not 0 < noise_levels[0] <= noise_levels[1]:
+        raise ValueError(
+            f"noise_levels must be (lowest, highest) RMS with 0 < lowest <= highest, got {noise_levels!r}."
+        )
     if not len(clips):
         raise ValueError("No clips to train the classifier on.")
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = MicroEventClassifier(classes=classes, **(model_kwargs or {}))
@@ -366,6 +404,11 @@ def train_micro_classifier(
     log_peaks = _log_peaks(audios)
     model.fit_normalisation(mels)
     generator = torch.Generator().manual_seed(seed)
+    noise = None
+    if noise_probability > 0:
+        with torch.no_grad():
+            noise_mels = _noise_mels(model.front_end, max(m.shape[0] for m in mels), _NOISE_CLIPS, generator)
+        noise = (noise_probability, noise_mels, tuple(noise_levels))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = len(_length_batches(mels, batch_size, torch.Generator().manual_seed(seed)))
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -380,7 +423,7 @@ def train_micro_classifier(
     for epoch in bar:
         total, count = 0.0, 0
         for batch in _length_batches(mels, batch_size, generator):
-            mel, target = _augmented_batch(mels, log_peaks, targets, batch, mix_probability, generator)
+            mel, target = _augmented_batch(mels, log_peaks, targets, batch, mix_probability, generator, noise)
             logits, _ = model(mel)
             loss = F.binary_cross_entropy_with_logits(logits, target)
             optimizer.zero_grad(set_to_none=True)
@@ -392,7 +435,10 @@ def train_micro_classifier(
         logger.info(f"epoch {epoch}: BCE {total / count:.4f}")
     model.eval()
     folder = model.save_pretrained(output_dir)
-    logger.info(f"Saved the micro event classifier to {folder} ({time.perf_counter() - started:.0f} s).")
+    logger.info(
+        f"Saved the micro event classifier to {folder} ({time.perf_counter() - started:.0f} s, "
+        f"{time.process_time() - started_cpu:.0f} s of CPU)."
+    )
     return folder
 
 

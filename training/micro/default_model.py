@@ -1,5 +1,6 @@
-"""Installs a micro-reproduction model as the project's embedded default (`pipelines/tango_clap/default_model/`), the
-model `make demo`, `tango-af-generate` and the Space use when none is named."""
+"""Installs the micro study's best model as the project's embedded default (`pipelines/tango_clap/default_model/`), the
+model `make demo`, `tango-af-generate` and the Space use when none is named, and the event classifier it was evaluated
+with beside `training.micro.classify`, so that anyone can check what it makes."""
 
 from __future__ import annotations
 
@@ -13,9 +14,14 @@ from model_cards.pipeline_card import write_pipeline_card
 from model_cards.publish import copy_pipeline_folder
 from pipelines.generate import DEFAULT_MODEL_DIR
 
+from .classify import SHIPPED_CLASSIFIER
+from .report import GROUP_LABELS, clap_ladder_table, comparisons, references_table, runs_table
+
 REPRODUCTION_RECORD = "micro_reproduction.json"
-# The pipeline's source is the project's own file: the package loads the folder through `TangoCLAPPipeline`, and
-# `save_pretrained` / `tango-af-publish model` write `pipeline.py` again wherever the model leaves the project.
+# Read by `tango-af-generate` and the Space: the length the model was trained on and the sampler settings it was
+# evaluated with, instead of constants meant for Tango's 10 s clips.
+GENERATION_DEFAULTS = "generation_defaults.json"
+# The pipeline's source is the project's own file: the shipped folder links to it rather than copying it.
 LEFT_OUT = ("pipeline.py",)
 CARD_TITLE = "tango-af micro"
 SCORER_COMPONENTS = ("clap_model", "clap_tokenizer", "clap_feature_extractor")
@@ -30,49 +36,112 @@ EXAMPLE_PROMPTS = [
     "A harsh buzz sounds before a burst of noise",
     "The sound of a high-pitched beep",
 ]
+# Candidates `make demo` and the Space draw by default; the CLAP scorer ranks them.
+DEFAULT_CANDIDATES = 2
 
 
-def reproduction_notes(report: dict[str, Any], name: str) -> str:
+def reproduction_record(report: dict[str, Any]) -> dict[str, Any]:
+    """
+    What the shipped model's folder says about the study (`micro_reproduction.json`): the seeds, the number of test
+    prompts, the ceiling the VAE and vocoder leave, the shipped recipe's result (mean and 95% interval over seeds of
+    each metric, on all, seen and unseen prompts), and caption exactness against the kept fraction per scorer.
+    """
+    best = next(run for run in report["runs"] if run["name"] == report["best"])
+    ceiling = report["references"]["real test audio through the VAE and vocoder"]
+    return {
+        "recipe": best["name"],
+        "recipe_label": best["label"],
+        "shipped_seed": report["shipped_seed"],
+        "seeds": best["seeds"],
+        "test_prompts": report["test_prompts"]["all"],
+        "test_prompt_groups": report["test_prompts"],
+        "interval": report["interval"],
+        "ceiling": {"event_accuracy": ceiling["event_accuracy"], "event_recall": ceiling["event_recall"]},
+        "result": {
+            key: {"mean": best["summary"]["all"][key]["mean"], "ci95": best["summary"]["all"][key]["ci95"]}
+            for key in ("event_accuracy", "event_recall", "FD", "CLAP")
+        },
+        "result_by_group": {
+            group: {key: {"mean": value["mean"], "ci95": value["ci95"]} for key, value in metrics.items()}
+            for group, metrics in best["summary"].items()
+        },
+        "caption_quality": report["caption_quality"],
+        "clap_ladder": report["clap_ladder"],
+        "runs": {
+            run["name"]: {"label": run["label"], "event_accuracy": run["summary"]["all"]["event_accuracy"]}
+            for run in report["runs"]
+        },
+        "sampler": {
+            "scheduler": report["config"]["eval_scheduler"],
+            "num_inference_steps": report["config"]["eval_steps"],
+            "guidance_scale": report["config"]["eval_guidance"],
+        },
+        "seconds": report["seconds"],
+    }
+
+
+def generation_defaults(report: dict[str, Any]) -> dict[str, Any]:
+    """The settings `tango-af-generate` and the Space start from with this model (`generation_defaults.json`)."""
+    config = report["config"]
+    return {
+        "audio_length_in_s": report["clip_seconds"],
+        "num_inference_steps": config["eval_steps"],
+        "guidance_scale": config["eval_guidance"],
+        "num_waveforms_per_prompt": DEFAULT_CANDIDATES,
+    }
+
+
+def reproduction_notes(report: dict[str, Any]) -> str:
     """The model card's account of the study the model comes from (Markdown, `##` headings)."""
-    from .reproduce import results_table, sampler_table, selection_text
-
+    record = reproduction_record(report)
     config = report["config"]
     sizes = config["split_sizes"]
-    quality = report["stages"]["caption_quality"]["table"]
-    samplers = ""
-    if "samplers" in report:
-        chosen = report["chosen_sampler"]
-        samplers = (
-            f"\n### Samplers\n\nThis model ships with `{chosen['scheduler']}`; use it at "
-            f"{chosen['num_inference_steps']} steps, the cheapest setting within {config['fd_tolerance']:.0%} of "
-            f"Tango's DDPM-200 in FD and {config['accuracy_tolerance']:.0%} in event accuracy:\n\n"
-            f"{sampler_table(report)}\n"
-        )
+    result = record["result"]
+    groups = "\n\n".join(
+        f"#### {GROUP_LABELS[group].capitalize()}\n\n{runs_table(report['runs'], group)}"
+        for group in ("all", "seen", "unseen")
+    )
     return f"""## Where this model comes from
 
 This is not a model of real-world audio. It was trained by `python -m training.micro.reproduce`, which runs the
 paper's whole method at micro scale on a CPU in a procedural world of 13 synthetic sound-event classes
-(`datasets_scripts.micro_world`; tones, chirps, sirens, bells, drums, rain, engines, ...): a tiny CLAP and a tiny
-Audio Flamingo 3 captioner were trained on labelled clips; AF-AudioSet was built on an unlabelled pool of
-{sizes["pool"]} clips ({config["num_captions"]} sampled captions a clip, CLAP scores, top {config["top_k"]}); a VAE,
-a vocoder and TangoCLAP were trained; every model was evaluated on the {sizes["test"]} test captions. This model is
-**{name}**, the best of the study by event accuracy. The whole run took {report["seconds"] / 60:.0f} minutes on 2 CPU
-cores. It knows only the world's vocabulary: prompts such as "A loud siren wails, then a bell rings" or "Rain falls
-while a low hum drones".
+(`datasets_scripts.micro_world`; tones, chirps, sirens, bells, drums, rain, engines, ...). It knows only that world's
+vocabulary: prompts such as "A loud siren wails, then a bell rings" or "Rain falls while a low hum drones", 2.56 s
+long. `python -m training.micro.classify FILE...` names the world's events heard in any file, with the event
+classifier every model of the study was evaluated with.
 
-### AF-AudioSet captions against the ground truth
-
-{quality}
-{selection_text(report["stages"]["caption_quality"]["selection"]) if "selection" in report["stages"]["caption_quality"] else ""}
+This model is seed {record["shipped_seed"]} of the recipe **{record["recipe_label"]}**, the best of the study by mean
+events right over seeds {record["seeds"]} on {record["test_prompts"]} test prompts: events right
+{result["event_accuracy"]["mean"]:.1%} (95% interval {result["event_accuracy"]["ci95"][0]:.1%} to
+{result["event_accuracy"]["ci95"][1]:.1%}), events heard {result["event_recall"]["mean"]:.1%}
+({result["event_recall"]["ci95"][0]:.1%} to {result["event_recall"]["ci95"][1]:.1%}). Real test audio through the VAE
+and vocoder alone, the ceiling, scores {record["ceiling"]["event_accuracy"]:.1%} and
+{record["ceiling"]["event_recall"]:.1%}. Intervals: {record["interval"]}. It ships with
+`{record["sampler"]["scheduler"]}` at {record["sampler"]["num_inference_steps"]} steps and guidance
+{record["sampler"]["guidance_scale"]}, the settings it was evaluated with (`{GENERATION_DEFAULTS}`).
 
 ### The study
 
-FD is computed on the embeddings of an event classifier trained on the world's ground-truth labels (the role PANNs
-plays on AudioSet), the CLAP score with the world's CLAP; "events right" is how often that classifier hears exactly
-the prompted set of events, "events heard" the share of prompted events it hears.
+A pool of {sizes["pool"]} clips (the study's AudioSet), a captioned set of {sizes["captioned"]} (its AudioCaps) that
+never holds {config["held_out_pairs"]} class pairs the pool does, and {sizes["test"]} test prompts, of which
+{record["test_prompt_groups"]["unseen"]} combine such unseen pairs. AF-AudioSet: {config["num_captions"]} sampled
+captions a pool clip by a micro Audio Flamingo 3, scored by each CLAP of a ladder and by two controls (an oracle and a
+random scorer), top {config["top_k"]} kept, tau applied at load time.
 
-{results_table(report)}
-{samplers}"""
+{clap_ladder_table(report["clap_ladder"])}
+
+{references_table(report["references"])}
+
+"Events right": the event classifier (trained on the world's ground truth, the role PANNs plays on AudioSet) hears
+exactly the prompted set of events; "events heard": the share of prompted events it hears; FD on its embeddings; CLAP
+score with the strongest CLAP.
+
+{groups}
+
+Against {report["baseline_label"]}, events right (a difference is claimed only where the intervals do not overlap):
+
+{chr(10).join(comparisons(report["runs"], report["baseline"]))}
+"""
 
 
 def _replace_scheduler(folder: Path, name: str) -> None:
@@ -106,62 +175,58 @@ def _add_scorer(folder: Path, source: Path) -> None:
     (folder / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 
+def _replace_folder(staging: Path, target: Path) -> None:
+    """Puts `staging` in place of `target` once it is whole (what was there goes only then)."""
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+
+
 def install_default_model(
-    model: str | os.PathLike,
+    run: str | os.PathLike,
     report: dict[str, Any],
-    name: str,
     target: str | os.PathLike = DEFAULT_MODEL_DIR,
-    scheduler: str | None = None,
-    scorer: str | os.PathLike | None = None,
+    classifier_target: str | os.PathLike = SHIPPED_CLASSIFIER,
 ) -> Path:
     """
-    Copies a pipeline folder (weights, configs, tokenizers, training record) into `target`, replacing what was there
-    only once the copy is whole, with the reproduction's result for it in `micro_reproduction.json` and a model card
-    (`README.md`) that reports the study.
+    Installs the study's best recipe (`report["best"]`, seed `report["shipped_seed"]`) as a pipeline folder with the
+    evaluation's sampler, the strongest CLAP as candidate scorer, `micro_reproduction.json`, `generation_defaults.json`,
+    example prompts and a card reporting the study; and the study's event classifier at `classifier_target`.
 
     Args:
-        model (`str` or `os.PathLike`): the trained pipeline folder.
-        report (`dict[str, Any]`): the reproduction's report (`training.micro.reproduce.reproduce`).
-        name (`str`): the model's name in the report.
+        run (`str` or `os.PathLike`): the study's folder (`python -m training.micro.reproduce --output`).
+        report (`dict[str, Any]`): its report (`reproduce` returns it; `report.json` holds it).
         target (`str` or `os.PathLike`, *optional*): defaults to the embedded default's folder.
-        scheduler (`str`, *optional*): a sampler of `pipelines.generate.SCHEDULERS` to ship instead of the trained
-            pipeline's (the one `bench/bench_micro_schedulers.py` chose), built `from_config` of it.
-        scorer (`str` or `os.PathLike`, *optional*): a pipeline folder whose CLAP scoring parts (`clap_model`,
-            `clap_tokenizer`, `clap_feature_extractor`) are added, so that candidates are ranked by CLAP (the
-            training script's output leaves them out); the reproduction passes its base pipeline, which holds the
-            world's CLAP.
+        classifier_target (`str` or `os.PathLike`, *optional*): defaults to `training/micro/event_classifier/`.
 
     Returns:
         `Path`: `target`.
     """
-    target = Path(target)
-    row = next((r for r in report["results"] if r["name"] == name), None)
-    if row is None:
-        raise ValueError(f"No model named {name!r} in the report; it has {[r['name'] for r in report['results']]}.")
+    run, target, classifier_target = Path(run), Path(target), Path(classifier_target)
+    model = run / "models" / report["best"] / f"seed{report['shipped_seed']}"
+    if not (model / "model_index.json").is_file():
+        raise ValueError(f"The study's best model {os.fspath(model)!r} is missing; was the run finished?")
     staging = target.parent / f".{target.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     copy_pipeline_folder(model, staging)
     for leftover in LEFT_OUT:
         (staging / leftover).unlink(missing_ok=True)
-    if scheduler is not None:
-        _replace_scheduler(staging, scheduler)
-    if scorer is not None:
-        _add_scorer(staging, Path(scorer))
-    record = {
-        "model": name,
-        "result": row,
-        "reference": report["reference"],
-        "vocoded": report.get("vocoded"),
-        "config": report["config"],
-        "seconds": report["seconds"],
-        "sampler": report.get("chosen_sampler"),
-    }
-    (staging / REPRODUCTION_RECORD).write_text(json.dumps(record, indent=2, default=str) + "\n")
+    _replace_scheduler(staging, report["config"]["eval_scheduler"])
+    _add_scorer(staging, run / "base")
+    (staging / REPRODUCTION_RECORD).write_text(json.dumps(reproduction_record(report), indent=2) + "\n")
+    (staging / GENERATION_DEFAULTS).write_text(json.dumps(generation_defaults(report), indent=2) + "\n")
     (staging / "example_prompts.json").write_text(json.dumps(EXAMPLE_PROMPTS, indent=2) + "\n")
     # Trained only on procedural audio this project generates, so the project's own licence applies.
     write_pipeline_card(
-        staging, repo_id=CARD_TITLE, title=CARD_TITLE, license="apache-2.0", notes=reproduction_notes(report, name)
+        staging, repo_id=CARD_TITLE, title=CARD_TITLE, license="apache-2.0", notes=reproduction_notes(report)
     )
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
+    # The shipped folder links to the project's pipeline source (one copy in git), so it loads with
+    # `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` as well.
+    os.symlink(os.path.relpath(Path(__file__).resolve().parents[2] / "pipelines" / "tango_clap" / "pipeline_tango_clap.py",
+                               target.resolve()), staging / "pipeline.py")  # fmt: skip
+    _replace_folder(staging, target)
+
+    classifier_staging = classifier_target.parent / f".{classifier_target.name}.partial"
+    shutil.rmtree(classifier_staging, ignore_errors=True)
+    shutil.copytree(run / "parts" / "classifier", classifier_staging, ignore=shutil.ignore_patterns("stage.json"))
+    _replace_folder(classifier_staging, classifier_target)
     return target

@@ -20,13 +20,32 @@ from .classifier import MicroEventClassifier
 GENERATED_DIR = "generated"
 
 
+def _metrics(
+    embeddings: np.ndarray,
+    reference_embeddings: np.ndarray,
+    heard: list[set[str]],
+    prompted: list[set[str]],
+    audio_embeds: Any,
+    text_embeds: Any,
+) -> dict[str, float]:
+    fd = frechet_distance(embeddings, reference_embeddings) if len(embeddings) > 1 else float("nan")
+    return {
+        "FD": float(fd),
+        "CLAP": float(clap_score(audio_embeds, text_embeds)),
+        "event_accuracy": float(np.mean([h == p for h, p in zip(heard, prompted)])),
+        "event_recall": float(np.mean([len(h & p) / len(p) for h, p in zip(heard, prompted)])),
+        "clips": len(prompted),
+    }
+
+
 def evaluate_micro_audio(
     audios: Sequence[np.ndarray],
     clips: Sequence[Any],
     classifier: str | os.PathLike,
     clap: str | os.PathLike,
     reference: Sequence[np.ndarray] | None = None,
-) -> dict[str, float]:
+    groups: dict[str, Sequence[int]] | None = None,
+) -> dict[str, Any]:
     """
     Metrics of audio made for the captions of `clips` (world `MicroClip`s, in the same order).
 
@@ -37,10 +56,14 @@ def evaluate_micro_audio(
         clap (`str` or `os.PathLike`): the world's CLAP folder.
         reference (`Sequence[np.ndarray]`, *optional*): the audio FD compares against; the test clips' own audio by
             default.
+        groups (`dict[str, Sequence[int]]`, *optional*): subsets of the clips (indices), e.g. the prompts whose class
+            combination the captioned set holds (`"seen"`) or not (`"unseen"`); each gets the same metrics, its FD
+            against the same subset of the reference.
 
     Returns:
-        `dict[str, float]`: `FD`, `CLAP`, `event_accuracy` (the classifier's set of events equals the prompted one)
-        and `event_recall` (prompted events heard).
+        `dict[str, Any]`: `FD`, `CLAP`, `event_accuracy` (the classifier's set of events equals the prompted one),
+        `event_recall` (prompted events heard) and `clips`; `groups` with the same per group; and `per_clip`, for each
+        clip the classes heard.
     """
     from datasets_scripts.micro_world import CLASSES
     from datasets_scripts.scorer import ClapScorer
@@ -48,20 +71,34 @@ def evaluate_micro_audio(
     if len(audios) != len(clips):
         raise ValueError(f"Got {len(audios)} clips of audio for {len(clips)} captions.")
     model = MicroEventClassifier.from_pretrained(classifier)
+    # Against the test clips' own audio, a group is compared with the same clips' real audio.
+    paired_reference = reference is None
     reference = [c.audio for c in clips] if reference is None else reference
     with torch.no_grad():
-        fd = frechet_distance(np.asarray(model.embed(list(audios))), np.asarray(model.embed(list(reference))))
+        embeddings = np.asarray(model.embed(list(audios)))
+        reference_embeddings = np.asarray(model.embed(list(reference)))
         probabilities = np.asarray(model.predict_proba(list(audios)))
     heard = [{CLASSES[i] for i in np.flatnonzero(p >= 0.5)} for p in probabilities]
     prompted = [set(c.classes) for c in clips]
     scorer = ClapScorer.from_pretrained(str(clap))
-    score = clap_score(scorer.embed_audio(list(audios)), scorer.embed_text([c.caption for c in clips]))
-    return {
-        "FD": float(fd),
-        "CLAP": float(score),
-        "event_accuracy": float(np.mean([h == p for h, p in zip(heard, prompted)])),
-        "event_recall": float(np.mean([len(h & p) / len(p) for h, p in zip(heard, prompted)])),
-    }
+    audio_embeds = scorer.embed_audio(list(audios))
+    text_embeds = scorer.embed_text([c.caption for c in clips])
+    result: dict[str, Any] = _metrics(embeddings, reference_embeddings, heard, prompted, audio_embeds, text_embeds)
+    result["groups"] = {}
+    for name, indices in (groups or {}).items():
+        indices = list(indices)
+        if not indices:
+            continue
+        result["groups"][name] = _metrics(
+            embeddings[indices],
+            reference_embeddings[indices] if paired_reference else reference_embeddings,
+            [heard[i] for i in indices],
+            [prompted[i] for i in indices],
+            audio_embeds[indices],
+            text_embeds[indices],
+        )
+    result["per_clip"] = {c.clip_id: sorted(h) for c, h in zip(clips, heard)}
+    return result
 
 
 def evaluate_micro_pipeline(
@@ -75,6 +112,7 @@ def evaluate_micro_pipeline(
     seed: int = 0,
     scheduler: str = "dpmsolver++",
     batch_size: int = 16,
+    groups: dict[str, Sequence[int]] | None = None,
 ) -> dict[str, Any]:
     """
     Generates one clip per test caption (seeded per clip, resumable, `pipelines.evaluation.evaluate_pipeline`) and
@@ -90,6 +128,8 @@ def evaluate_micro_pipeline(
         seed (`int`, *optional*, defaults to 0): seed of every clip's noise.
         scheduler (`str`, *optional*, defaults to `"dpmsolver++"`): a sampler of `pipelines.generate.SCHEDULERS`.
         batch_size (`int`, *optional*, defaults to 16): captions per pipeline call.
+        groups (`dict[str, Sequence[int]]`, *optional*): subsets of the clips to report apart (see
+            [`evaluate_micro_audio`]).
 
     Returns:
         `dict[str, Any]`: the metrics, the sampler settings and `generate_seconds`.
@@ -116,7 +156,7 @@ def evaluate_micro_pipeline(
     )
     elapsed = time.perf_counter() - started
     audios = [sf.read(folder / f"{c.clip_id}.wav", dtype="float32")[0] for c in clips]
-    metrics = evaluate_micro_audio(audios, clips, classifier, clap)
+    metrics = evaluate_micro_audio(audios, clips, classifier, clap, groups=groups)
     return {
         **metrics,
         "scheduler": scheduler,

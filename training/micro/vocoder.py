@@ -27,11 +27,13 @@ python -m training.micro.vocoder --world-seed 0 --output micro/vocoder --steps 8
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +44,19 @@ from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
 from training.front_end import HOP_LENGTH, SAMPLING_RATE, TangoMelSpectrogram, prepare_waveform
 
+from .discriminators import (
+    MicroHifiGanDiscriminator,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "STFT_RESOLUTIONS",
     "TRAINING_RECORD",
+    "VocoderLossWeights",
     "build_micro_vocoder",
     "evaluate_micro_vocoder",
     "multi_resolution_stft_loss",
@@ -62,38 +72,38 @@ STFT_RESOLUTIONS: tuple[tuple[int, int], ...] = ((128, 32), (256, 64), (512, 128
 TRAINING_RECORD = "micro_training.json"
 # Floor of the magnitudes before the log in the STFT loss: about -100 dB of a peak-0.5 clip's spectrum.
 _MAGNITUDE_FLOOR = 1e-5
-# Weight of the L1 between the output's and the target's mean over each segment. Neither spectral loss sees an
-# offset (the mel filters ignore 0 Hz, the STFT's 0 Hz bin is one of hundreds), and without this term the vocoder
-# drifts one in as a cheap stand-in for low-frequency energy.
-_DC_WEIGHT = 10.0
+# Share of training segments placed at a clip's start or end (see `_random_segments`).
+_EDGE_SEGMENTS = 0.1
 # Gradient clipping only against rare spikes (a fresh vocoder's first steps); tighter clipping slows training.
 _MAX_GRAD_NORM = 10.0
 
 
 def build_micro_vocoder(
     upsample_initial_channel: int = 128,
-    upsample_rates: Sequence[int] = (8, 5, 4),
-    upsample_kernel_sizes: Sequence[int] = (16, 11, 8),
-    resblock_kernel_sizes: Sequence[int] = (3, 7),
-    resblock_dilation_sizes: Sequence[Sequence[int]] = ((1, 3, 5), (1, 3, 5)),
+    upsample_rates: Sequence[int] = (5, 4, 4, 2),
+    upsample_kernel_sizes: Sequence[int] = (11, 8, 8, 4),
+    resblock_kernel_sizes: Sequence[int] = (3,),
+    resblock_dilation_sizes: Sequence[Sequence[int]] = ((1, 3, 5),),
     mel_mean: torch.Tensor | None = None,
     mel_std: torch.Tensor | None = None,
     seed: int | None = 0,
 ) -> SpeechT5HifiGan:
-    r"""A tiny 16 kHz, 64-mel HiFi-GAN (randomly initialised).
+    r"""A tiny 16 kHz, 64-mel HiFi-GAN generator (randomly initialised).
 
     Args:
         upsample_initial_channel (`int`, *optional*, defaults to 128):
-            Channels after the input convolution; halved by each upsampling stage (64, 32, 16).
-        upsample_rates (`Sequence[int]`, *optional*, defaults to `(8, 5, 4)`):
-            Upsampling factors; their product must be 160, the Tango mel hop.
-        upsample_kernel_sizes (`Sequence[int]`, *optional*, defaults to `(16, 11, 8)`):
-            Transposed-convolution kernels; `kernel - rate` must be even so that each stage upsamples exactly.
-        resblock_kernel_sizes (`Sequence[int]`, *optional*, defaults to `(3, 7)`):
-            Kernels of the multi-receptive-field residual blocks (HiFi-GAN v1 has a third, 11, which costs a CPU
-            more than twice the channels do).
-        resblock_dilation_sizes (`Sequence[Sequence[int]]`, *optional*, defaults to two `(1, 3, 5)`):
-            Dilations of each residual block.
+            Channels after the input convolution; halved by each upsampling stage (64, 32, 16, 8).
+        upsample_rates (`Sequence[int]`, *optional*, defaults to `(5, 4, 4, 2)`):
+            Upsampling factors; their product must be 160, the Tango mel hop. Four stages rather than three: the
+            channels halve once more before the 16 kHz stage, whose convolutions dominate a CPU's time.
+        upsample_kernel_sizes (`Sequence[int]`, *optional*, defaults to `(11, 8, 8, 4)`):
+            Transposed-convolution kernels (about twice the rate, HiFi-GAN's rule); `kernel - rate` must be even so
+            that each stage upsamples exactly.
+        resblock_kernel_sizes (`Sequence[int]`, *optional*, defaults to `(3,)`):
+            Kernels of the multi-receptive-field residual blocks, one block per kernel at every stage (HiFi-GAN v1:
+            3, 7, 11; each costs the whole generator's time again).
+        resblock_dilation_sizes (`Sequence[Sequence[int]]`, *optional*, defaults to `((1, 3, 5),)`):
+            Dilations of each residual block (HiFi-GAN's).
         mel_mean, mel_std (`torch.Tensor`, *optional*):
             `(64,)` statistics of the training log-mels. When given, the model standardises its input with them
             (`normalize_before=True`); otherwise it reads raw log-mels.
@@ -107,6 +117,8 @@ def build_micro_vocoder(
         raise ValueError(f"upsample_rates must multiply to the hop {HOP_LENGTH}, got {list(upsample_rates)}.")
     if len(upsample_kernel_sizes) != len(upsample_rates):
         raise ValueError("upsample_kernel_sizes needs one kernel per upsampling rate.")
+    if not resblock_kernel_sizes or len(resblock_dilation_sizes) != len(resblock_kernel_sizes):
+        raise ValueError("resblock_dilation_sizes needs one tuple of dilations per residual kernel (at least one).")
     for rate, kernel in zip(upsample_rates, upsample_kernel_sizes):
         if kernel < rate or (kernel - rate) % 2:
             # ConvTranspose1d with padding (kernel - rate) // 2 gives rate * frames samples only for these kernels.
@@ -190,10 +202,21 @@ def _random_segments(
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Aligned (mel frames, waveform) segments: frame `f` of a whole clip's mel goes with samples `[160 f, 160 (f+1))`,
-    the alignment a HiFi-GAN fed that clip's mel produces."""
+    the alignment a HiFi-GAN fed that clip's mel produces.
+
+    A fraction `_EDGE_SEGMENTS` of the segments starts at a clip's first frame or ends at its last: with uniform
+    starts a 2.56 s clip's edges are in 1 segment in 200, and a generator that never learnt them adds a click at the
+    end of a clip, whose peak then sets the level of the whole clip once it is peak-normalised."""
     mel_segments, audio_segments = [], []
     for index in indices:
-        start = int(torch.randint(0, mels[index].shape[0] - segment_frames + 1, (1,), generator=generator))
+        last_start = mels[index].shape[0] - segment_frames
+        draw = float(torch.rand((), generator=generator))
+        if draw < _EDGE_SEGMENTS / 2:
+            start = 0
+        elif draw < _EDGE_SEGMENTS:
+            start = last_start
+        else:
+            start = int(torch.randint(0, last_start + 1, (1,), generator=generator))
         mel_segments.append(mels[index][start : start + segment_frames])
         audio_segments.append(waveforms[index][start * HOP_LENGTH : (start + segment_frames) * HOP_LENGTH])
     return torch.stack(mel_segments), torch.stack(audio_segments)
@@ -207,33 +230,85 @@ def _learning_rate(step: int, steps: int, lr: float, warmup: int) -> float:
     return lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
-def _vocoder_loss(
-    vocoder: SpeechT5HifiGan, front_end: TangoMelSpectrogram, mel: torch.Tensor, audio: torch.Tensor, mel_weight: float
+@dataclass(frozen=True)
+class VocoderLossWeights:
+    r"""Weights of the generator's loss terms.
+
+    Args:
+        mel (`float`, *optional*, defaults to 45.0):
+            L1 between the Tango log-mels of the output and of the real segment (HiFi-GAN's mel loss and weight).
+        stft (`float`, *optional*, defaults to 2.5):
+            [`multi_resolution_stft_loss`] (UnivNet's weight against one adversarial loss).
+        adversarial (`float`, *optional*, defaults to 1.0):
+            [`~training.micro.discriminators.generator_adversarial_loss`].
+        feature_matching (`float`, *optional*, defaults to 2.0):
+            [`~training.micro.discriminators.feature_matching_loss`] (HiFi-GAN's weight).
+        offset (`float`, *optional*, defaults to 10.0):
+            L1 between the mean of the output and of the real segment. Neither spectral loss sees an offset (the
+            mel filters ignore 0 Hz, the STFT's 0 Hz bin is one of hundreds), and without this term the vocoder drifts
+            one in as a cheap stand-in for low-frequency energy.
+    """
+
+    mel: float = 45.0
+    stft: float = 2.5
+    adversarial: float = 1.0
+    feature_matching: float = 2.0
+    offset: float = 10.0
+
+    def __post_init__(self):
+        for name, value in dataclasses.asdict(self).items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"Loss weight {name} must be a finite number >= 0, got {value!r}.")
+
+
+def _reconstruction_loss(
+    predicted: torch.Tensor, audio: torch.Tensor, front_end: TangoMelSpectrogram, weights: VocoderLossWeights
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    predicted = vocoder(mel)
     stft = multi_resolution_stft_loss(predicted, audio)
     frames = audio.shape[-1] // HOP_LENGTH
     mel_l1 = (front_end(predicted, frames) - front_end(audio, frames)).abs().mean()
     offset = (predicted.mean(dim=-1) - audio.mean(dim=-1)).abs().mean()
-    loss = stft + mel_weight * mel_l1 + _DC_WEIGHT * offset
+    loss = weights.stft * stft + weights.mel * mel_l1 + weights.offset * offset
     return loss, {"stft": float(stft.detach()), "mel_l1": float(mel_l1.detach()), "offset": float(offset.detach())}
+
+
+def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, parameters: list[torch.nn.Parameter]) -> float:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, _MAX_GRAD_NORM)
+    optimizer.step()
+    return float(grad_norm)
 
 
 def _optimise(
     vocoder: SpeechT5HifiGan,
+    discriminator: MicroHifiGanDiscriminator | None,
     waveforms: Sequence[torch.Tensor],
     mels: Sequence[torch.Tensor],
     steps: int,
     segment_frames: int,
     batch_size: int,
     lr: float,
-    mel_weight: float,
+    weights: VocoderLossWeights,
+    discriminator_start: int,
     seed: int,
     progress: bool,
 ) -> list[dict[str, float]]:
+    """HiFi-GAN's alternating updates: each step updates the discriminators on real and (detached) generated segments,
+    then the generator on its reconstruction, adversarial and feature-matching losses. Before `discriminator_start`
+    the generator learns from the reconstruction alone (Parallel WaveGAN's warm-up, which spares the discriminators a
+    generator that still outputs noise)."""
     generator = torch.Generator().manual_seed(seed)
     front_end = TangoMelSpectrogram()
-    optimizer = torch.optim.AdamW(vocoder.parameters(), lr=lr, betas=(0.8, 0.99), weight_decay=0.0)
+    # HiFi-GAN's AdamW betas (0.8, 0.99), no weight decay, for both halves.
+    vocoder_optimizer = torch.optim.AdamW(vocoder.parameters(), lr=lr, betas=(0.8, 0.99), weight_decay=0.0)
+    vocoder_parameters = list(vocoder.parameters())
+    if discriminator is not None:
+        discriminator_parameters = list(discriminator.parameters())
+        discriminator_optimizer = torch.optim.AdamW(
+            discriminator_parameters, lr=lr, betas=(0.8, 0.99), weight_decay=0.0
+        )
+        discriminator.train()
     warmup = max(1, steps // 20)
     order: list[int] = []
     history = []
@@ -244,21 +319,50 @@ def _optimise(
             order = order + torch.randperm(len(mels), generator=generator).tolist()
         batch, order = order[:batch_size], order[batch_size:]
         mel, audio = _random_segments(waveforms, mels, batch, segment_frames, generator)
-        loss, parts = _vocoder_loss(vocoder, front_end, mel, audio, mel_weight)
-        for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(step, steps, lr, warmup)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(vocoder.parameters(), _MAX_GRAD_NORM)
-        optimizer.step()
+        rate = _learning_rate(step, steps, lr, warmup)
+        predicted = vocoder(mel)
+        adversarial = discriminator is not None and step >= discriminator_start
+        parts: dict[str, float] = {}
+        if adversarial:
+            for group in discriminator_optimizer.param_groups:
+                group["lr"] = rate
+            real_logits, _ = discriminator(audio)
+            fake_logits, _ = discriminator(predicted.detach())
+            loss = discriminator_loss(real_logits, fake_logits)
+            parts["discriminator"] = float(loss.detach())
+            parts["discriminator_grad_norm"] = _step(discriminator_optimizer, loss, discriminator_parameters)
+        loss, reconstruction = _reconstruction_loss(predicted, audio, front_end, weights)
+        parts.update(reconstruction)
+        if adversarial:
+            # The generator's update only needs gradients with respect to the waveform, not the discriminators' own.
+            discriminator.requires_grad_(False)
+            with torch.no_grad():
+                _, real_features = discriminator(audio)
+            fake_logits, fake_features = discriminator(predicted)
+            adversarial_loss = generator_adversarial_loss(fake_logits)
+            matching = feature_matching_loss(real_features, fake_features)
+            loss = loss + weights.adversarial * adversarial_loss + weights.feature_matching * matching
+            discriminator.requires_grad_(True)
+            parts.update(adversarial=float(adversarial_loss.detach()), feature_matching=float(matching.detach()))
+        for group in vocoder_optimizer.param_groups:
+            group["lr"] = rate
+        grad_norm = _step(vocoder_optimizer, loss, vocoder_parameters)
         history.append(parts)
-        bar.set_postfix(stft=f"{parts['stft']:.3f}", mel=f"{parts['mel_l1']:.3f}")
+        bar.set_postfix(mel=f"{parts['mel_l1']:.3f}", d=f"{parts.get('discriminator', float('nan')):.2f}")
         if step % 100 == 0 or step == steps - 1:
             logger.info(
-                f"step {step}: STFT loss {parts['stft']:.4f}, log-mel L1 {parts['mel_l1']:.4f}, "
-                f"gradient norm {float(grad_norm):.2f}"
+                f"step {step}: log-mel L1 {parts['mel_l1']:.4f}, STFT loss {parts['stft']:.4f}, "
+                + (
+                    f"adversarial {parts['adversarial']:.3f}, feature matching {parts['feature_matching']:.3f}, "
+                    f"discriminator {parts['discriminator']:.3f}, "
+                    if adversarial
+                    else ""
+                )
+                + f"gradient norm {grad_norm:.2f}"
             )
     vocoder.eval()
+    if discriminator is not None:
+        discriminator.eval()
     return history
 
 
@@ -329,8 +433,8 @@ def _check_training_arguments(**values: Any) -> None:
         raise ValueError(f"segment_frames must be at least 4, got {values['segment_frames']}.")
     if not values["lr"] > 0:
         raise ValueError(f"lr must be > 0, got {values['lr']!r}.")
-    if values["mel_weight"] < 0:
-        raise ValueError(f"mel_weight must be >= 0, got {values['mel_weight']!r}.")
+    if not isinstance(values["discriminator_start"], int) or values["discriminator_start"] < 0:
+        raise ValueError(f"discriminator_start must be an integer >= 0, got {values['discriminator_start']!r}.")
     if not 0 <= values["eval_fraction"] < 1:
         raise ValueError(f"eval_fraction must be in [0, 1), got {values['eval_fraction']!r}.")
 
@@ -339,41 +443,48 @@ def train_micro_vocoder(
     clips_audio: Sequence[np.ndarray | torch.Tensor],
     output_dir: str | Path,
     *,
-    steps: int = 800,
-    segment_frames: int = 16,
-    batch_size: int = 16,
-    lr: float = 2e-3,
-    mel_weight: float = 1.0,
+    steps: int = 1500,
+    segment_frames: int = 32,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    loss_weights: VocoderLossWeights | None = None,
+    discriminator_start: int = 0,
     seed: int = 0,
     eval_fraction: float = 0.05,
     vocoder: SpeechT5HifiGan | None = None,
     model_kwargs: dict[str, Any] | None = None,
+    discriminator: MicroHifiGanDiscriminator | None = None,
+    discriminator_kwargs: dict[str, Any] | None = None,
+    adversarial: bool = True,
     progress: bool = True,
 ) -> Path:
-    r"""Trains a micro vocoder on 16 kHz clips and saves it with `save_pretrained` (safetensors).
+    r"""Trains a micro HiFi-GAN on 16 kHz clips and saves the generator with `save_pretrained` (safetensors).
 
     Clips are prepared as the training script prepares them (peak 0.5) and their Tango log-mels computed once. Each
-    step draws `batch_size` random aligned segments of `segment_frames` frames; the loss is
-    [`multi_resolution_stft_loss`] plus `mel_weight` times the L1 between the Tango log-mels of the output and of
-    the real segment. AdamW (HiFi-GAN's betas 0.8, 0.99), short warm-up, cosine decay. Held-out clips are
-    resynthesised before and after training ([`evaluate_micro_vocoder`]); the numbers are logged and written to
-    `micro_training.json` in the folder.
+    step draws `batch_size` random aligned segments of `segment_frames` frames, updates the discriminators
+    ([`~training.micro.discriminators.MicroHifiGanDiscriminator`], least squares) on the real and generated segments,
+    then the generator on `loss_weights`' sum of the log-mel L1, [`multi_resolution_stft_loss`], the least-squares
+    adversarial loss and feature matching. AdamW (HiFi-GAN's betas 0.8, 0.99) for both, short warm-up, cosine decay.
+    Held-out clips are resynthesised before and after training ([`evaluate_micro_vocoder`]); the numbers are logged
+    and written to `micro_training.json` in the folder. The discriminators are not saved.
 
     Args:
         clips_audio (`Sequence[np.ndarray | torch.Tensor]`):
             Mono 16 kHz waveforms (e.g. the world's `MicroClip.audio`).
         output_dir (`str` or `Path`):
             The folder to save the vocoder in.
-        steps (`int`, *optional*, defaults to 800):
-            Optimiser steps.
-        segment_frames (`int`, *optional*, defaults to 16):
-            Mel frames per training segment (16 = 0.16 s).
-        batch_size (`int`, *optional*, defaults to 16):
-            Segments per step (16 short segments from 16 clips train faster than 8 twice as long).
-        lr (`float`, *optional*, defaults to 2e-3):
-            Peak learning rate.
-        mel_weight (`float`, *optional*, defaults to 1.0):
-            Weight of the log-mel L1 loss.
+        steps (`int`, *optional*, defaults to 1500):
+            Generator updates (each with one discriminator update once the discriminators have started).
+        segment_frames (`int`, *optional*, defaults to 32):
+            Mel frames per training segment (32 = 0.32 s, 5,120 samples).
+        batch_size (`int`, *optional*, defaults to 8):
+            Segments per step.
+        lr (`float`, *optional*, defaults to 1e-3):
+            Peak learning rate of the generator and the discriminators.
+        loss_weights ([`VocoderLossWeights`], *optional*):
+            Weights of the generator's losses; HiFi-GAN's mel and feature-matching weights by default.
+        discriminator_start (`int`, *optional*, defaults to 0):
+            Steps of reconstruction-only training before the discriminators start (Parallel WaveGAN's warm-up).
         seed (`int`, *optional*, defaults to 0):
             Seeds the initial weights, the held-out split and the segments: the same seed and clips give the same
             weights.
@@ -384,6 +495,12 @@ def train_micro_vocoder(
             taken from the training mels.
         model_kwargs (`dict[str, Any]`, *optional*):
             Size arguments of [`build_micro_vocoder`].
+        discriminator ([`~training.micro.discriminators.MicroHifiGanDiscriminator`], *optional*):
+            Discriminators to start from; by default new ones built with `discriminator_kwargs`.
+        discriminator_kwargs (`dict[str, Any]`, *optional*):
+            Size arguments of [`~training.micro.discriminators.MicroHifiGanDiscriminator`].
+        adversarial (`bool`, *optional*, defaults to `True`):
+            `False` trains the generator on the reconstruction losses alone (no discriminator): an ablation.
         progress (`bool`, *optional*, defaults to `True`):
             Show a tqdm progress bar.
 
@@ -395,12 +512,13 @@ def train_micro_vocoder(
         segment_frames=segment_frames,
         batch_size=batch_size,
         lr=lr,
-        mel_weight=mel_weight,
+        discriminator_start=discriminator_start,
         eval_fraction=eval_fraction,
     )
+    weights = loss_weights if loss_weights is not None else VocoderLossWeights()
     if not len(clips_audio):
         raise ValueError("No clips to train the vocoder on.")
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     held_out = int(len(clips_audio) * eval_fraction) if len(clips_audio) > 1 else 0
     order = torch.randperm(len(clips_audio), generator=torch.Generator().manual_seed(seed)).tolist()
     train_audio = [clips_audio[i] for i in sorted(order[held_out:])]
@@ -414,17 +532,41 @@ def train_micro_vocoder(
         vocoder = build_micro_vocoder(
             **{"seed": seed, "mel_mean": frames.mean(0), "mel_std": frames.std(0), **(model_kwargs or {})}
         )
+    if adversarial and discriminator is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)
+            discriminator = MicroHifiGanDiscriminator(**(discriminator_kwargs or {}))
+    if not adversarial:
+        discriminator = None
     before = evaluate_micro_vocoder(vocoder, eval_audio)
     logger.info(
-        f"Training a micro vocoder ({sum(p.numel() for p in vocoder.parameters()) / 1e6:.2f}M parameters) on "
-        f"{len(waveforms)} clips: {steps} steps of {batch_size} x {segment_frames} frames."
+        f"Training a micro vocoder ({sum(p.numel() for p in vocoder.parameters()) / 1e6:.2f}M parameters"
+        + (
+            f", discriminators {sum(p.numel() for p in discriminator.parameters()) / 1e6:.2f}M from step "
+            f"{discriminator_start}"
+            if discriminator is not None
+            else ", no discriminator"
+        )
+        + f") on {len(waveforms)} clips: {steps} steps of {batch_size} x {segment_frames} frames."
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         history = _optimise(
-            vocoder, waveforms, mels, steps, segment_frames, batch_size, lr, mel_weight, seed, progress
+            vocoder,
+            discriminator,
+            waveforms,
+            mels,
+            steps,
+            segment_frames,
+            batch_size,
+            lr,
+            weights,
+            discriminator_start,
+            seed,
+            progress,
         )
     after = evaluate_micro_vocoder(vocoder, eval_audio)
+    last = history[-min(50, len(history)) :]
     record = {
         "clips": len(waveforms),
         "held_out_clips": held_out,
@@ -433,20 +575,23 @@ def train_micro_vocoder(
         "segment_frames": segment_frames,
         "batch_size": batch_size,
         "lr": lr,
-        "mel_weight": mel_weight,
+        "loss_weights": dataclasses.asdict(weights),
+        "adversarial": discriminator is not None,
+        "discriminator_start": discriminator_start if discriminator is not None else None,
         "seed": seed,
-        "final_train_stft_loss": float(np.mean([h["stft"] for h in history[-20:]])),
+        "final_train_losses": {key: float(np.mean([h[key] for h in last if key in h])) for key in last[-1]},
         "before": before,
         "after": after,
         "seconds": round(time.perf_counter() - started, 1),
+        "cpu_seconds": round(time.process_time() - started_cpu, 1),
     }
     output_dir = Path(output_dir)
     vocoder.save_pretrained(output_dir, safe_serialization=True)
     (output_dir / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n")
     logger.info(
-        f"Micro vocoder: held-out STFT loss {after['stft_loss']:.3f} (untrained {before['stft_loss']:.3f}), log-mel "
-        f"L1 {after['mel_l1']:.3f} (untrained {before['mel_l1']:.3f}); saved to {output_dir} in "
-        f"{record['seconds']:.0f} s."
+        f"Micro vocoder: held-out log-mel L1 {after['mel_l1']:.3f} (untrained {before['mel_l1']:.3f}), STFT loss "
+        f"{after['stft_loss']:.3f} (untrained {before['stft_loss']:.3f}); saved to {output_dir} in "
+        f"{record['seconds']:.0f} s ({record['cpu_seconds']:.0f} s of CPU)."
     )
     return output_dir
 

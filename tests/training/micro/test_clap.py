@@ -3,23 +3,40 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from datasets_scripts.micro_world import WorldConfig, caption_for, render_audio
+from datasets_scripts.micro_world import (
+    WorldConfig,
+    caption_for,
+    classes_mentioned,
+    clip_metadata,
+    generate_clip,
+    render_audio,
+)
 from datasets_scripts.scorer import ClapScorer
 from pipelines.tango_clap.pipeline_tango_clap import clap_audio_embeddings, clap_audio_features, clap_text_embeddings
 from training.components import load_text_encoder
 from training.micro.clap import (
+    HARD_NEGATIVE_EDITS,
     _tokenize,
     build_micro_clap,
     build_micro_clap_tokenizer,
     contrastive_loss,
     evaluate_micro_clap,
+    hard_negative_labels,
     train_micro_clap,
+    world_training_clips,
 )
 
 # Small enough to train in seconds on a CPU, big enough to tell four sounds apart.
-TINY = {"text_hidden_size": 32, "text_layers": 1, "audio_patch_hidden_size": 16, "audio_depths": (1,), "projection_dim": 16}
+TINY = {
+    "text_hidden_size": 32,
+    "text_layers": 1,
+    "audio_patch_hidden_size": 16,
+    "audio_depths": (1,),
+    "projection_dim": 16,
+}
 CLASSES = ("siren", "rain", "bell", "engine")
 
 
@@ -46,9 +63,7 @@ def clips():
 @pytest.fixture(scope="module")
 def trained(clips, tmp_path_factory):
     folder = tmp_path_factory.mktemp("micro_clap")
-    return train_micro_clap(
-        clips, folder, steps=40, batch_size=4, lr=3e-3, seed=0, model_kwargs=TINY, progress=False
-    )
+    return train_micro_clap(clips, folder, steps=40, batch_size=4, lr=3e-3, seed=0, model_kwargs=TINY, progress=False)
 
 
 def _loss(components, clips) -> float:
@@ -58,7 +73,7 @@ def _loss(components, clips) -> float:
         return float(contrastive_loss(components["clap_model"].eval(), features, tokens))
 
 
-def test_front_end_reads_world_clips_whole(clips):
+def test_front_end_reads_world_clips_whole(clips, float32_close):
     components = build_micro_clap(captions=[caption for _, caption in clips], **TINY)
     extractor = components["clap_feature_extractor"]
     assert extractor.sampling_rate == 16000 and extractor.feature_size == 64
@@ -71,7 +86,7 @@ def test_front_end_reads_world_clips_whole(clips):
     torch.testing.assert_close(audio.norm(dim=-1), torch.ones(4))
     # A clip's embedding does not depend on its batch.
     alone = clap_audio_embeddings(components["clap_model"], extractor, [clips[2][0]])
-    torch.testing.assert_close(alone[0], audio[2], atol=1e-5, rtol=1e-5)
+    float32_close(alone[0], audio[2])
 
 
 def test_tokenizer_keeps_world_captions_short():
@@ -105,7 +120,7 @@ def test_training_learns_the_pairs(clips, trained):
     assert metrics["mean_matching"] > metrics["mean_mismatched"] + 0.3, metrics
 
 
-def test_saved_folder_loads_as_scorer_and_text_encoder(clips, trained):
+def test_saved_folder_loads_as_scorer_and_text_encoder(clips, trained, float32_close):
     scorer = ClapScorer.from_pretrained(str(trained))
     assert scorer.sampling_rate == 16000
     scores = scorer.score([audio for audio, _ in clips], [[caption for _, caption in clips]] * len(clips))
@@ -120,7 +135,7 @@ def test_saved_folder_loads_as_scorer_and_text_encoder(clips, trained):
         text_embeds = encoder(**tokens).text_embeds
     # The loaded tower is the trained one (not a fresh initialisation): same embeddings as the full model.
     expected = clap_text_embeddings(scorer.model, scorer.tokenizer, texts)
-    torch.testing.assert_close(torch.nn.functional.normalize(text_embeds, dim=-1), expected, atol=1e-5, rtol=1e-5)
+    float32_close(torch.nn.functional.normalize(text_embeds, dim=-1), expected)
     assert not list(trained.glob("*.bin")) and (trained / "model.safetensors").exists()
 
 
@@ -161,3 +176,100 @@ def test_bad_clips_raise(clips, tmp_path):
         train_micro_clap([clips[0], (clips[1][0], " ")], tmp_path, progress=False)
     with pytest.raises(ValueError, match=r"Clip 0 must be a non-empty mono waveform, got shape \(2, 3\)"):
         train_micro_clap([(np.zeros((2, 3)), "a"), clips[1]], tmp_path, progress=False)
+
+
+# ---------------------------------------------------------------- the captioned distribution and hard negatives
+
+
+def _key(labels):
+    return labels["relation"], [event["class"] for event in labels["events"]]
+
+
+def test_training_clips_are_the_captioned_distribution_of_the_given_world():
+    world = WorldConfig(seed=5, held_out_pairs=40, split_sizes={"pool": 4, "captioned": 3, "test": 2})
+    clips = world_training_clips(world, 8, captions_per_clip=2)
+    assert len(clips) == 8 and all(len(clip.captions) == 2 for clip in clips)
+    # The split's own clips first, exactly as every tool sees them; then more of the same distribution.
+    for index in range(3):
+        reference = generate_clip(world, "captioned", index)
+        assert np.array_equal(clips[index].audio, reference.audio)
+        assert clips[index].captions[0] == reference.caption and clips[index].labels == reference.labels
+    # Never a held-out pair (40 of the 78: a clip of the pool's distribution would hit one about 40% of the time).
+    assert all(frozenset(clip.classes) not in world.held_out for clip in clips)
+    assert len({clip.captions[0] for clip in clips}) == 8
+    with pytest.raises(TypeError, match="must be a `WorldConfig`, got int 0"):
+        world_training_clips(0, 2)
+
+
+def test_hard_negatives_are_one_edit_away():
+    world = WorldConfig(seed=0, split_sizes={"pool": 0, "captioned": 60, "test": 0})
+    seen = set()
+    for index in range(60):
+        _, labels, _ = clip_metadata(world, "captioned", index)
+        relation, classes = _key(labels)
+        for edit, edited in hard_negative_labels(labels, np.random.default_rng(index)):
+            seen.add(edit)
+            new_relation, new_classes = _key(edited)
+            if edit == "swap":
+                # One class replaced by one the clip lacks, in the same role; the rest untouched.
+                assert new_relation == relation and len(new_classes) == len(classes)
+                changed = [i for i, (a, b) in enumerate(zip(classes, new_classes)) if a != b]
+                assert len(changed) == 1 and new_classes[changed[0]] not in classes
+            elif edit == "order":
+                assert relation == new_relation == "then" and new_classes == classes[::-1]
+            elif edit == "drop":
+                assert len(classes) == 2 and new_relation is None and new_classes[0] in classes
+            else:
+                assert edit == "add" and relation is None and new_relation in ("then", "while")
+                assert classes[0] in new_classes and len(set(new_classes)) == 2
+            caption = caption_for(edited, np.random.default_rng(index))
+            assert classes_mentioned(caption) == set(new_classes)
+    assert seen == set(HARD_NEGATIVE_EDITS)
+
+
+def test_training_clips_carry_negatives_worded_like_their_captions():
+    world = WorldConfig(seed=1, split_sizes={"pool": 0, "captioned": 6, "test": 0})
+    for clip in world_training_clips(world, 6, captions_per_clip=2):
+        truth = set(clip.classes)
+        named = [classes_mentioned(text) for text in clip.hard_negatives]
+        # One swap per wording, plus an order, drop or add edit where it applies.
+        assert len(clip.hard_negatives) == 2 * len(hard_negative_labels(clip.labels, np.random.default_rng(0)))
+        for text, classes in zip(clip.hard_negatives, named):
+            assert classes != truth or clip.labels["relation"] == "then", text
+            assert len(classes ^ truth) in (0, 1, 2)
+
+
+def test_hard_negatives_enter_only_the_audio_to_text_term(clips):
+    components = build_micro_clap(captions=[caption for _, caption in clips], seed=1, **TINY)
+    model, tokenizer = components["clap_model"].eval(), components["clap_tokenizer"]
+    features, _ = clap_audio_features(components["clap_feature_extractor"], [audio for audio, _ in clips])
+    captions = [caption for _, caption in clips]
+    with torch.no_grad():
+        plain = float(contrastive_loss(model, features, _tokenize(tokenizer, captions)))
+        # A negative that reads exactly like clip 0's caption: one more column of every clip's audio-to-text softmax,
+        # equal to its column 0, so clip i's term rises by log(1 + e^{s_i0} / sum_j e^{s_ij}) (clip 0 can no longer
+        # prefer its own caption); the text-to-audio term is untouched.
+        doubled = float(contrastive_loss(model, features, _tokenize(tokenizer, captions + captions[:1])))
+        audio = F.normalize(model.get_audio_features(input_features=features).pooler_output, dim=-1)
+        text = F.normalize(model.get_text_features(**_tokenize(tokenizer, captions)).pooler_output, dim=-1)
+        logits = (model.logit_scale_a.exp() * (audio @ text.T)).double()
+    expected = 0.5 * float(torch.log1p(logits[:, 0].exp() / logits.exp().sum(dim=1)).mean())
+    assert doubled - plain == pytest.approx(expected, rel=1e-3)
+    with pytest.raises(ValueError, match="Got 4 clips but only 3 texts"):
+        contrastive_loss(model, features, _tokenize(tokenizer, captions[:3]))
+
+
+def test_training_with_hard_negatives(tmp_path):
+    world = WorldConfig(seed=2, split_sizes={"pool": 0, "captioned": 4, "test": 0})
+    labelled = world_training_clips(world, 4)
+    kwargs = {"steps": 2, "batch_size": 4, "model_kwargs": TINY, "progress": False}
+    with_negatives = load_file(
+        train_micro_clap(labelled, tmp_path / "a", hard_negatives=2, **kwargs) / "model.safetensors"
+    )
+    without = load_file(train_micro_clap(labelled, tmp_path / "b", **kwargs) / "model.safetensors")
+    assert not all(torch.equal(with_negatives[name], without[name]) for name in without)
+    pairs = [(clip.audio, clip.captions) for clip in labelled]
+    with pytest.raises(ValueError, match="hard_negatives=2 needs clips that carry hard-negative captions"):
+        train_micro_clap(pairs, tmp_path / "c", hard_negatives=2, **kwargs)
+    with pytest.raises(ValueError, match="hard_negatives must be a non-negative integer, got -1"):
+        train_micro_clap(labelled, tmp_path / "d", hard_negatives=-1, **kwargs)

@@ -62,6 +62,8 @@ def test_the_output_has_exactly_160_samples_per_frame():
     with pytest.raises(ValueError, match="160"):
         build_micro_vocoder(upsample_rates=(8, 5, 5), upsample_kernel_sizes=(16, 11, 11))
     with pytest.raises(ValueError, match="even"):
+        build_micro_vocoder(upsample_kernel_sizes=(11, 8, 7, 4))
+    with pytest.raises(ValueError, match="one kernel per upsampling rate"):
         build_micro_vocoder(upsample_kernel_sizes=(16, 10, 8))
 
 
