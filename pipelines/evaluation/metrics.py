@@ -6,7 +6,9 @@ Conventions, read from `audioldm_eval/eval.py` and `audioldm_eval/metrics/{fid,f
   embeddings of the generated and the reference clips; FAD: the same on VGGish embeddings (every 0.96 s example of
   every clip is one sample). When the matrix square root of the covariance product is not finite, 1e-6 is added to
   both diagonals and it is taken again; a small imaginary part (diagonal within 1e-3 of real) is dropped, a larger
-  one is an error.
+  one is an error. One departure, in how and not in what is computed: when a side has no more samples than
+  dimensions, the trace of the square root is computed exactly from the samples (see [`frechet_distance`]) rather
+  than approximated by `scipy.linalg.sqrtm` of a singular matrix.
 - IS: over the generated clips' Cnn14 logits: softmax, the clips shuffled with `np.random.RandomState(2020)`, 10
   splits, exp of the mean KL of each clip's distribution from its split's marginal; mean and std over splits.
 - KL: paired by file name (or id): `sum_c p_ref(c) * (log p_ref(c) - log(p_gen(c) + 1e-6))` with softmax (the
@@ -17,15 +19,15 @@ Conventions, read from `audioldm_eval/eval.py` and `audioldm_eval/metrics/{fid,f
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg
 import torch
-from transformers.utils import logging
 
-logger = logging.get_logger(__name__)
+logger = logging.getLogger(__name__)
 
 # audioldm_eval's constants (metrics/fid.py and fad.py: eps; eval.py: IS splits and seed; metrics/kl.py: EPS).
 FRECHET_EPS = 1e-6
@@ -34,15 +36,37 @@ IS_SEED = 2020
 KL_EPS = 1e-6
 
 
-def gaussian_statistics(features: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance (`np.cov(rowvar=False)`, unbiased) of `(samples, dim)` features, in float64."""
+class UndefinedMetricError(ValueError):
+    """
+    A metric that these inputs do not define: too few samples for a covariance, fewer clips than inception-score
+    splits, no clip pair for KL, no prompt for the CLAP score, or a Frechet distance whose matrix square root stays
+    singular. The evaluation reports such a metric as not computed, with this message as the reason, and keeps the
+    others; a `ValueError` that is not this one is a caller's mistake (wrong shapes) and propagates.
+    """
+
+
+def _checked_features(features: np.ndarray | torch.Tensor) -> np.ndarray:
+    """`(samples, dim)` features in float64, with at least 2 samples, all finite."""
     features = np.asarray(features.detach().cpu() if isinstance(features, torch.Tensor) else features, np.float64)
     if features.ndim != 2:
         raise ValueError(f"Features must be (samples, dim), got shape {features.shape}.")
     if features.shape[0] < 2:
-        raise ValueError(f"A covariance needs at least 2 samples, got {features.shape[0]}.")
+        raise UndefinedMetricError(f"a covariance needs at least 2 samples, got {features.shape[0]}")
     if not np.isfinite(features).all():
-        raise ValueError("Features contain NaN or infinity (a silent or broken clip upstream?).")
+        # Finite audio only reaches the backbones (`ClipSet`), so this is a backbone overflowing (e.g. in float16).
+        rows = int((~np.isfinite(features).all(axis=1)).sum())
+        raise UndefinedMetricError(f"{rows} of {features.shape[0]} feature vectors contain NaN or infinity")
+    return features
+
+
+def gaussian_statistics(features: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Mean and covariance (`np.cov(rowvar=False)`, unbiased) of `(samples, dim)` features, in float64.
+
+    Raises:
+        [`UndefinedMetricError`]: for fewer than 2 samples, or features that are not finite.
+    """
+    features = _checked_features(features)
     return features.mean(axis=0), np.cov(features, rowvar=False)
 
 
@@ -66,9 +90,16 @@ def frechet_distance_from_statistics(
         logger.warning(f"Frechet distance: singular covariance product; adding {eps} to both diagonals.")
         offset = np.eye(sigma1.shape[0]) * eps
         covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+        if not np.isfinite(covmean).all():
+            raise UndefinedMetricError(
+                f"the matrix square root of the covariance product is not finite, even with {eps} added to the "
+                "diagonals"
+            )
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"Frechet distance: imaginary component {np.max(np.abs(covmean.imag))} in sqrt(s1 s2).")
+            raise UndefinedMetricError(
+                f"imaginary component {np.max(np.abs(covmean.imag)):.3g} in sqrt(sigma1 sigma2) (a singular case)"
+            )
         covmean = covmean.real
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
@@ -77,14 +108,42 @@ def frechet_distance(features_1: np.ndarray | torch.Tensor, features_2: np.ndarr
     """
     Frechet distance between the Gaussians fitted to two sets of features.
 
+    When a side has no more samples than dimensions (e.g. fewer than 2049 clips for Cnn14's 2048-d embeddings, as
+    in AudioCaps' test set), its covariance is singular, and so is the covariance product, whose matrix square root
+    `scipy.linalg.sqrtm` then only approximates (the square root of a zero eigenvalue perturbed by round-off is of
+    order `sqrt(eps)`; scipy may warn that the result "might be inaccurate"), at the cost of a `dim x dim` Schur
+    decomposition (seconds for 2048). The trace of that square root is then computed from the samples instead, to
+    float64 round-off: with `A` and `B` the centred samples of the two sides scaled by `1 / sqrt(n - 1)` (so that
+    `sigma_1 = A^T A` and `sigma_2 = B^T B`), the non-zero eigenvalues of `sigma_1 sigma_2 = A^T (A B^T) B` are those
+    of `(A B^T)(B A^T)` (`XY` and `YX` share them), the squared singular values of `A B^T`; so
+    `Tr sqrt(sigma_1 sigma_2)` is the sum of the singular values of the `n1 x n2` matrix `A B^T`. Otherwise the
+    statistics go through [`frechet_distance_from_statistics`], as audioldm_eval computes it.
+
     Args:
         features_1 (`np.ndarray` or `torch.Tensor`): `(n1, dim)`, e.g. the generated clips' embeddings.
         features_2 (`np.ndarray` or `torch.Tensor`): `(n2, dim)`, e.g. the reference clips' embeddings.
 
     Returns:
         `float`: the distance (0 for identical sets).
+
+    Raises:
+        [`UndefinedMetricError`]: for fewer than 2 samples on a side, non-finite features, or a singular case.
+        `ValueError`: for features of different dimensions.
     """
-    return frechet_distance_from_statistics(*gaussian_statistics(features_1), *gaussian_statistics(features_2))
+    features_1, features_2 = _checked_features(features_1), _checked_features(features_2)
+    if features_1.shape[1] != features_2.shape[1]:
+        raise ValueError(
+            f"Features of different dimensions: {features_1.shape[1]} and {features_2.shape[1]} (shapes "
+            f"{features_1.shape} and {features_2.shape})."
+        )
+    if min(len(features_1), len(features_2)) > features_1.shape[1]:
+        return frechet_distance_from_statistics(*gaussian_statistics(features_1), *gaussian_statistics(features_2))
+    mean_1, mean_2 = features_1.mean(axis=0), features_2.mean(axis=0)
+    scaled_1 = (features_1 - mean_1) / np.sqrt(len(features_1) - 1)
+    scaled_2 = (features_2 - mean_2) / np.sqrt(len(features_2) - 1)
+    trace_sqrt = np.linalg.svd(scaled_1 @ scaled_2.T, compute_uv=False).sum()
+    diff = mean_1 - mean_2
+    return float(diff @ diff + (scaled_1**2).sum() + (scaled_2**2).sum() - 2 * trace_sqrt)
 
 
 def inception_score(
@@ -101,13 +160,18 @@ def inception_score(
 
     Returns:
         `tuple[float, float]`: mean and standard deviation over the splits.
+
+    Raises:
+        [`UndefinedMetricError`]: for fewer clips than splits.
     """
     logits = torch.as_tensor(np.asarray(logits) if not isinstance(logits, torch.Tensor) else logits).double()
     if logits.dim() != 2:
         raise ValueError(f"Logits must be (clips, classes), got shape {tuple(logits.shape)}.")
     n = logits.shape[0]
-    if splits < 1 or n < splits:
-        raise ValueError(f"The inception score needs at least {splits} clips ({splits} splits), got {n}.")
+    if splits < 1:
+        raise ValueError(f"splits must be >= 1, got {splits}.")
+    if n < splits:
+        raise UndefinedMetricError(f"the inception score needs at least {splits} clips (one per split), got {n}")
     if shuffle:
         logits = logits[np.random.RandomState(seed).permutation(n)]
     p, log_p = logits.softmax(dim=1), logits.log_softmax(dim=1)
@@ -157,13 +221,13 @@ def paired_kl(
         [`PairedKL`]
 
     Raises:
-        `ValueError`: when no key is on both sides.
+        [`UndefinedMetricError`]: when no key is on both sides.
     """
     keys = [k for k in reference_logits if k in generated_logits]
     if not keys:
-        raise ValueError(
-            f"No generated clip pairs with a reference clip: e.g. generated {list(generated_logits)[:3]}, reference "
-            f"{list(reference_logits)[:3]}. KL pairs clips by file name (or id)."
+        raise UndefinedMetricError(
+            f"no generated clip pairs with a reference clip: e.g. generated {list(generated_logits)[:3]}, reference "
+            f"{list(reference_logits)[:3]} (KL pairs clips by file name or id)"
         )
     generated = torch.stack([torch.as_tensor(np.asarray(generated_logits[k])) for k in keys]).double()
     reference = torch.stack([torch.as_tensor(np.asarray(reference_logits[k])) for k in keys]).double()
@@ -188,12 +252,17 @@ def clap_score(audio_embeddings: torch.Tensor, text_embeddings: torch.Tensor) ->
     Args:
         audio_embeddings (`torch.Tensor`): `(clips, dim)`.
         text_embeddings (`torch.Tensor`): `(clips, dim)`, row i the prompt of clip i.
+
+    Raises:
+        [`UndefinedMetricError`]: for no clip at all.
     """
     if audio_embeddings.shape != text_embeddings.shape or audio_embeddings.dim() != 2:
         raise ValueError(
             f"Need one prompt embedding per clip: audio {tuple(audio_embeddings.shape)}, text "
             f"{tuple(text_embeddings.shape)}."
         )
+    if audio_embeddings.shape[0] == 0:
+        raise UndefinedMetricError("the CLAP score needs at least one clip with a prompt, got none")
     audio = torch.nn.functional.normalize(audio_embeddings.double(), dim=-1)
     text = torch.nn.functional.normalize(text_embeddings.double(), dim=-1)
     return float((audio * text).sum(dim=-1).mean())

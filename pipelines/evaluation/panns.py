@@ -41,9 +41,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging as py_logging
+import logging
 import math
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.audio_utils import mel_filter_bank
-from transformers.utils import logging
 
 from ..checkpoints import KEYS_SHOWN, check_state_dict, load_weights_only
+from ..cli import UserError, add_debug_argument, command_line, one_line
+from .outputs import check_model_folder, write_atomically
 
-logger = logging.get_logger(__name__)
+logger = logging.getLogger(__name__)
 
 # `audioldm_eval/eval.py` (Tango's copy), `EvaluationHelper.__init__`, `sampling_rate == 16000` branch; the names are
 # the arguments of the original `Cnn14.__init__`. The matching release file is `Cnn14_16k_mAP=0.438.pth` (Zenodo
@@ -89,7 +91,8 @@ POWER_TO_DB_REF = 1.0
 POWER_TO_DB_AMIN = 1e-10
 
 EMBEDDING_SIZE = 2048
-# Five 2x2 average poolings halve the frame axis five times; fewer frames than this leave nothing to pool.
+# Five 2x2 average poolings (conv blocks 1-5) halve the frame axis five times; fewer frames than this leave nothing
+# for the time pooling after conv block 6.
 MIN_FRAMES = 2**5
 
 # `audioldm_eval/datasets/load_mel.py` (Tango's copy): `EvaluationHelper(16000, ...)` reads clips at 16 kHz and
@@ -133,6 +136,16 @@ def validate_cnn14_config(config: Mapping[str, Any]) -> dict[str, int]:
     if config["hop_size"] > config["window_size"]:
         raise ValueError(f"Cnn14 config: hop_size {config['hop_size']} > window_size {config['window_size']}.")
     return {key: config[key] for key in CNN14_16K_CONFIG}
+
+
+def cnn14_min_samples(config: Mapping[str, int] = CNN14_16K_CONFIG) -> int:
+    """
+    The shortest waveform (at `config["sample_rate"]`) that Cnn14 can embed, from its front end: the centred STFT
+    gives `1 + num_samples // hop_size` frames, and the five 2x2 average poolings need at least `MIN_FRAMES` (32) of
+    them, so `(32 - 1) * hop_size` samples: 4960 at 16 kHz (0.31 s). The reflect padding of the centred STFT also
+    needs more than `window_size // 2` samples, which is fewer here.
+    """
+    return max((MIN_FRAMES - 1) * config["hop_size"], config["window_size"] // 2 + 1)
 
 
 def slaney_mel_filters(config: Mapping[str, int]) -> np.ndarray:
@@ -213,9 +226,8 @@ class Cnn14(nn.Module):
 
     @property
     def min_samples(self) -> int:
-        """The shortest waveform the network can pool: `MIN_FRAMES` STFT frames (and more than half a window, which
-        reflect padding needs)."""
-        return max((MIN_FRAMES - 1) * self.config["hop_size"], self.config["window_size"] // 2 + 1)
+        """The shortest waveform the network can embed (see [`cnn14_min_samples`])."""
+        return cnn14_min_samples(self.config)
 
     def log_mel_spectrogram(self, waveforms: torch.Tensor) -> torch.Tensor:
         """
@@ -325,9 +337,11 @@ class Cnn14(nn.Module):
 
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / CONFIG_NAME).write_text(json.dumps({"model_type": MODEL_TYPE, **self.config}, indent=2) + "\n")
         weights = {key: value.detach().cpu().contiguous() for key, value in self.state_dict().items()}
-        save_file(weights, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+        # Each file whole or not at all, the config last: a folder with a config always has its weights.
+        write_atomically(folder / WEIGHTS_NAME, lambda path: save_file(weights, str(path), metadata={"format": "pt"}))
+        config = json.dumps({"model_type": MODEL_TYPE, **self.config}, indent=2) + "\n"
+        write_atomically(folder / CONFIG_NAME, lambda path: path.write_text(config, encoding="utf-8"))
         return folder
 
     @classmethod
@@ -577,8 +591,38 @@ def cnn14_inputs(audio: np.ndarray, sampling_rate: int, resampling: str = "tango
     return waveform[0].contiguous().numpy()
 
 
+def _resampled_length(num_samples: int, orig_freq: int, new_freq: int) -> int:
+    # `torchaudio.functional.resample`'s output length, ceil(new * length / orig) with the rates reduced by their gcd
+    # (`_apply_sinc_resample_kernel`), in exact integer arithmetic.
+    divisor = math.gcd(orig_freq, new_freq)
+    orig_freq, new_freq = orig_freq // divisor, new_freq // divisor
+    return -(-new_freq * num_samples // orig_freq)
+
+
+def cnn14_input_length(num_samples: int, sampling_rate: int, resampling: str = "tango") -> int:
+    """
+    How many 16 kHz samples of a clip of `num_samples` samples at `sampling_rate` [`cnn14_inputs`] keeps before it
+    pads to 2 s: what decides whether the clip is long enough for Cnn14 (see [`cnn14_min_samples`]).
+
+    Args:
+        num_samples (`int`): the clip's length at its own rate.
+        sampling_rate (`int`): its rate.
+        resampling (`str`, *optional*, defaults to `"tango"`): as for [`cnn14_inputs`].
+    """
+    if resampling not in RESAMPLING_MODES:
+        raise ValueError(f"resampling must be one of {RESAMPLING_MODES}, got {resampling!r}.")
+    sampling_rate = int(sampling_rate)
+    if sampling_rate == EVAL_SAMPLING_RATE:
+        return num_samples
+    if resampling == "tango" and sampling_rate == 32000:
+        return _resampled_length(-(-num_samples // 2), 32000, EVAL_SAMPLING_RATE)  # `[::2]`, then resampled again
+    if resampling == "tango" and sampling_rate == 48000:
+        return -(-num_samples // 3)  # `[::3]`
+    return _resampled_length(num_samples, sampling_rate, EVAL_SAMPLING_RATE)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pipelines.evaluation.panns", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="The original PANNs file, e.g. Cnn14_16k_mAP=0.438.pth.")
     parser.add_argument("--output_dir", required=True, help="Where to write config.json and model.safetensors.")
     parser.add_argument(
@@ -587,17 +631,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=(16000, 32000),
         help="Use the 16 or 32 kHz config of audioldm_eval/eval.py; by default the one matching the front end.",
     )
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+@command_line
+def main(argv: Sequence[str] | None = None) -> Path:
+    """Converts a PANNs release file; the output folder is checked before the checkpoint is read."""
     args = parse_args(argv)
-    py_logging.basicConfig(level=py_logging.INFO, format="%(message)s")
-    logging.set_verbosity_info()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    output_dir = check_model_folder(args.output_dir, "--output_dir", MODEL_TYPE, CONFIG_NAME)
     config = {16000: CNN14_16K_CONFIG, 32000: CNN14_32K_CONFIG}.get(args.sample_rate)
-    convert_panns_checkpoint(args.checkpoint, args.output_dir, config)
-    print(args.output_dir)
+    try:
+        model = panns_to_cnn14(read_panns_state_dict(args.checkpoint), config, args.checkpoint)
+    except (OSError, ValueError) as error:
+        raise UserError(f"--checkpoint {args.checkpoint!r}: {one_line(error)}") from error
+    model.save_pretrained(output_dir)
+    logger.info(f"Converted {args.checkpoint} (config {model.config}) to {os.fspath(output_dir)}.")
+    print(os.fspath(output_dir))
+    return output_dir
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -44,8 +44,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging as py_logging
+import logging
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,12 +54,13 @@ import numpy as np
 import torch
 import torchaudio
 from torch import nn
-from transformers.utils import logging
 
 from ..checkpoints import KEYS_SHOWN, check_state_dict, load_weights_only
+from ..cli import UserError, add_debug_argument, command_line, one_line
 from ..reference_env import default_env_dir, ensure_reference_env
+from .outputs import check_model_folder, write_atomically
 
-logger = logging.get_logger(__name__)
+logger = logging.getLogger(__name__)
 
 # torchvggish's `vggish_params.py`, itself tensorflow/models `research/audioset/vggish/vggish_params.py`. The same
 # file in torchvggish 0.2 on PyPI and on harritaylor/torchvggish's master (f3f9096, 2021-11-03, the branch
@@ -84,6 +86,10 @@ STFT_HOP = round(VGGISH_PARAMS["sample_rate"] * VGGISH_PARAMS["stft_hop_length_s
 FFT_LENGTH = 2 ** int(np.ceil(np.log2(STFT_WINDOW)))  # next power of two: 512
 EXAMPLE_WINDOW = round(VGGISH_PARAMS["example_window_seconds"] / VGGISH_PARAMS["stft_hop_length_seconds"])  # 96
 EXAMPLE_HOP = round(VGGISH_PARAMS["example_hop_seconds"] / VGGISH_PARAMS["stft_hop_length_seconds"])  # 96
+# The shortest 16 kHz waveform with one example: 96 frames of 400 samples every 160, 400 + 95 * 160 = 15600 samples
+# (0.975 s). `mel_features.frame` drops incomplete frames and examples; on fewer samples torchvggish's forward fails
+# on an empty batch and audioldm_eval's FAD skips the file.
+MIN_SAMPLES = STFT_WINDOW + (EXAMPLE_WINDOW - 1) * STFT_HOP
 
 # torchvggish's `make_layers`: VGG's configuration A without its last block of convolutions (Hershey et al., "CNN
 # Architectures for Large-Scale Audio Classification", 2017): 3x3 convolutions (padding 1, each followed by a ReLU)
@@ -241,9 +247,15 @@ def resample_to_16khz(waveform: torch.Tensor, sampling_rate: int) -> torch.Tenso
     target = VGGISH_PARAMS["sample_rate"]
     if int(sampling_rate) == target:
         return waveform
-    length = waveform.shape[-1] * target // int(sampling_rate)
+    length = vggish_input_length(waveform.shape[-1], sampling_rate)
     resampled = torchaudio.functional.resample(waveform, int(sampling_rate), target, **RESAMPY_KAISER_BEST)
     return resampled[..., :length]
+
+
+def vggish_input_length(num_samples: int, sampling_rate: int) -> int:
+    """The length at 16 kHz of a clip of `num_samples` samples at `sampling_rate`: resampy's
+    `floor(num_samples * 16000 / sampling_rate)` (see [`resample_to_16khz`])."""
+    return num_samples * VGGISH_PARAMS["sample_rate"] // int(sampling_rate)
 
 
 def num_examples(num_samples: int) -> int:
@@ -395,11 +407,16 @@ class VGGish(nn.Module):
         from safetensors.torch import save_file
 
         os.makedirs(save_directory, exist_ok=True)
-        with open(os.path.join(save_directory, CONFIG_NAME), "w", encoding="utf-8") as f:
-            json.dump(self.config, f, indent=2, sort_keys=True)
-            f.write("\n")
         state_dict = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
-        save_file(state_dict, os.path.join(save_directory, WEIGHTS_NAME), metadata={"format": "pt"})
+        # Each file whole or not at all, the config last: a folder with a config always has its weights.
+        write_atomically(
+            os.path.join(save_directory, WEIGHTS_NAME),
+            lambda path: save_file(state_dict, str(path), metadata={"format": "pt"}),
+        )
+        config = json.dumps(self.config, indent=2, sort_keys=True) + "\n"
+        write_atomically(
+            os.path.join(save_directory, CONFIG_NAME), lambda path: path.write_text(config, encoding="utf-8")
+        )
 
     @classmethod
     def from_pretrained(cls, pretrained_model_path: str | os.PathLike, device: str | torch.device = "cpu") -> VGGish:
@@ -518,7 +535,10 @@ def convert_vggish_checkpoint(checkpoint_path: str | os.PathLike, output_dir: st
     Returns:
         [`VGGish`]: the converted model, in eval mode.
     """
-    state_dict = read_vggish_state_dict(checkpoint_path)
+    return _save_converted(read_vggish_state_dict(checkpoint_path), output_dir)
+
+
+def _save_converted(state_dict: dict[str, torch.Tensor], output_dir: str | os.PathLike) -> VGGish:
     with torch.device("meta"):
         model = VGGish()
     # float32 like the release, whatever the file holds.
@@ -530,18 +550,30 @@ def convert_vggish_checkpoint(checkpoint_path: str | os.PathLike, output_dir: st
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=convert_vggish_checkpoint.__doc__.strip().split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.evaluation.vggish",
+        description=convert_vggish_checkpoint.__doc__.strip().split("\n")[0],
+    )
     parser.add_argument("--checkpoint", required=True, help="torchvggish's vggish-10086976.pth (a bare state dict).")
     parser.add_argument("--output_dir", required=True, help="Folder to write config.json and model.safetensors to.")
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+@command_line
+def main(argv: Sequence[str] | None = None) -> str:
+    """Converts torchvggish's release file; the output folder is checked before the checkpoint is read."""
     args = parse_args(argv)
-    py_logging.basicConfig(level=py_logging.INFO, format="%(message)s")
-    logging.set_verbosity_info()
-    convert_vggish_checkpoint(args.checkpoint, args.output_dir)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    output_dir = check_model_folder(args.output_dir, "--output_dir", MODEL_TYPE, CONFIG_NAME)
+    try:
+        state_dict = read_vggish_state_dict(args.checkpoint)
+    except (OSError, ValueError) as error:
+        raise UserError(f"--checkpoint {args.checkpoint!r}: {one_line(error)}") from error
+    _save_converted(state_dict, output_dir)
+    print(os.fspath(output_dir))
+    return os.fspath(output_dir)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,136 +1,116 @@
 """The evaluation commands end to end: a debug pipeline generates an evaluation set's captions (batched, seeded per
-clip, resumable), random-weight Cnn14 / VGGish / CLAP score the clips, and the results reach the JSON and the card."""
+clip, resumable), random-weight Cnn14 / VGGish / CLAP score the clips, and the results reach the JSON and the card.
+The first run of each command is the installed script's (`conftest.py`); these tests read what it wrote."""
 
-import csv
 import json
+import math
+import shutil
 
 import numpy as np
 import pytest
-import soundfile as sf
-import torch
+from safetensors.numpy import load_file
 
 from pipelines.evaluation import evaluate_audio, evaluate_pipeline
 from pipelines.evaluation.evaluate_pipeline import clip_seed
-from pipelines.evaluation.panns import CNN14_16K_CONFIG, Cnn14
-from pipelines.evaluation.vggish import VGGish
-from pipelines.tango_clap.debug import build_debug_clap_scorer, get_debug_pipeline
+from pipelines.evaluation.metrics import KL_EPS
 
-RATE = 16000
-CLIPS = 12  # the inception score needs at least its 10 splits
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    import datasets
-    from transformers import ClapProcessor
-
-    root = tmp_path_factory.mktemp("evaluation")
-    rng = np.random.default_rng(0)
-    refs = root / "ref_audio"
-    refs.mkdir()
-    for i in range(CLIPS):
-        t = np.arange(2 * RATE) / RATE
-        sf.write(refs / f"yt{i}.wav", (0.3 * np.sin(2 * np.pi * (200 + 150 * i) * t)).astype(np.float32), RATE)
-    table = datasets.Dataset.from_dict(
-        {
-            "audio": [str(refs / f"yt{i}.wav") for i in range(CLIPS)],
-            "caption": [f"a tone number {i}" for i in range(CLIPS)],
-            "ytid": [f"yt{i}" for i in range(CLIPS)],
-        }
-    ).cast_column("audio", datasets.Audio())
-    table.save_to_disk(str(root / "eval_set"))
-
-    get_debug_pipeline(with_clap_scorer=False).save_pretrained(root / "pipeline")
-    torch.manual_seed(0)
-    Cnn14(CNN14_16K_CONFIG).save_pretrained(root / "cnn14")
-    VGGish().save_pretrained(root / "vggish")
-    clap = build_debug_clap_scorer()
-    clap["clap_model"].save_pretrained(root / "clap")
-    ClapProcessor(feature_extractor=clap["clap_feature_extractor"], tokenizer=clap["clap_tokenizer"]).save_pretrained(
-        root / "clap"
-    )
-    del rng
-    return root
+METRICS = {"FD", "FAD", "IS", "IS_std", "KL", "KL_sigmoid", "CLAP"}
+CLASSES = 527  # AudioSet's, Cnn14's logits
+# Gibbs' inequality with q = p_gen + eps (which sums to 1 + 527 eps): sum p log(p / q) >= -log(sum q). audioldm_eval's
+# eps inside the log can make KL negative, never below this.
+KL_FLOOR = -math.log1p(CLASSES * KL_EPS)
 
 
-def run_pipeline_evaluation(root, output, *extra):
-    return evaluate_pipeline.main(
-        [
-            "--pipeline", str(root / "pipeline"),
-            "--eval_set", str(root / "eval_set"),
-            "--key_column", "ytid",
-            "--output_dir", str(output),
-            "--num_inference_steps", "2",
-            "--audio_length_in_s", "2.0",
-            "--batch_size", "5",
-            "--cnn14", str(root / "cnn14"),
-            "--vggish", str(root / "vggish"),
-            "--clap", str(root / "clap"),
-            "--device", "cpu",
-            *extra,
-        ]
-    )  # fmt: skip
-
-
-def test_generate_and_evaluate_resumes_and_fills_the_card(setup, tmp_path):
-    output = tmp_path / "eval"
-    card = tmp_path / "README.md"
-    results = run_pipeline_evaluation(setup, output, "--model_card", str(card), "--dataset_name", "tiny-caps")
+def test_generate_and_evaluate_resumes_and_fills_the_card(
+    evaluation_root, clip_keys, pipeline_run, pipeline_argv, command, feature_cache, tmp_path, capsys
+):
+    assert pipeline_run.process.returncode == 0, pipeline_run.process.stderr[-3000:]
+    output, card = pipeline_run.extra["output_dir"], pipeline_run.extra["card"]
+    results = pipeline_run.results()
 
     generated = sorted(p.stem for p in (output / "generated").glob("*.wav"))
-    assert generated == sorted(f"yt{i}" for i in range(CLIPS))
+    assert generated == sorted(clip_keys)
     metrics = results["metrics"]
-    assert set(metrics) >= {"FD", "FAD", "IS", "IS_std", "KL", "KL_sigmoid", "CLAP"}
-    assert all(np.isfinite(v) for v in metrics.values()) and metrics["FD"] > 0 and metrics["IS"] >= 1.0
-    assert results["clips"]["kl_pairs"] == CLIPS and results["clips"]["clap_clips"] == CLIPS
-    assert json.loads((output / "results.json").read_text())["metrics"] == pytest.approx(metrics)
-    assert results["protocol"]["backbones"]["cnn14"] == str(setup / "cnn14")
+    assert set(metrics) == METRICS and results["not_computed"] == {}
+    assert all(np.isfinite(v) for v in metrics.values())
+    # Noise from random weights against tones: distinct sets. IS = exp(mean KL) >= 1.
+    assert metrics["FD"] > 0 and metrics["FAD"] > 0 and metrics["IS"] >= 1.0 and metrics["KL"] >= KL_FLOOR
+    assert results["clips"]["kl_pairs"] == len(clip_keys) and results["clips"]["clap_clips"] == len(clip_keys)
+    assert results["clips"]["generated"]["skipped"] == {} and results["clips"]["generated"]["clips"] == len(clip_keys)
+    assert results["protocol"]["backbones"]["cnn14"] == str(evaluation_root / "cnn14")
+    assert results["protocol"]["generation"]["num_inference_steps"] == 2
     card_text = card.read_text()
     assert "model-index" in card_text and "tiny-caps" in card_text and "FD (PANNs)" in card_text
 
-    # Killed after some clips: the rest are generated, the others are not touched.
-    stamp = (output / "generated" / "yt0.wav").stat().st_mtime_ns
-    (output / "generated" / "yt11.wav").unlink()
-    again = run_pipeline_evaluation(setup, output)
-    assert (output / "generated" / "yt0.wav").stat().st_mtime_ns == stamp
-    assert again["metrics"] == pytest.approx(metrics, rel=1e-5)
+    # Killed during the last batch (yt8 and yt9, with --batch_size 4): a resume, in a copy of the folder, generates
+    # that batch again and touches nothing else. The same prompts in the same batch with the same per-clip seeds give
+    # the same samples, hence the same cached features and the same numbers, exactly.
+    resumed = tmp_path / "eval"
+    shutil.copytree(output, resumed)
+    first = {key: (resumed / "generated" / f"{key}.wav").read_bytes() for key in clip_keys[-2:]}
+    untouched = (resumed / "generated" / "yt0.wav").stat().st_mtime_ns
+    for key in first:
+        (resumed / "generated" / f"{key}.wav").unlink()
+    again = command("tango-af-evaluate-pipeline", *pipeline_argv(resumed), "--cache_dir", str(feature_cache))
+
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{len(clip_keys) - 2} clips already generated" in again.stderr and "generating 2." in again.stderr
+    assert (resumed / "generated" / "yt0.wav").stat().st_mtime_ns == untouched
+    for key, content in first.items():
+        assert (resumed / "generated" / f"{key}.wav").read_bytes() == content, key
+    assert json.loads((resumed / "results.json").read_text())["metrics"] == metrics
+
+    # Other generation settings do not resume into this folder: its clips would mix two configurations.
+    code = evaluate_pipeline.main([*pipeline_argv(resumed), "--num_inference_steps", "3", "--no_cache"])
+    assert code == 2 and "num_inference_steps 2 there, 3 now" in capsys.readouterr().err
 
 
 def test_clip_seeds_depend_on_the_key_only():
     assert clip_seed(0, "a") == clip_seed(0, "a") != clip_seed(0, "b") != clip_seed(1, "b")
 
 
-def test_folders_with_prompts_csv(setup, tmp_path):
-    generated = tmp_path / "gen"
-    generated.mkdir()
-    for i in range(CLIPS):
-        audio, _ = sf.read(setup / "ref_audio" / f"yt{i}.wav", dtype="float32")
-        sf.write(generated / f"yt{i}.flac", np.roll(audio, 50 * i) * 0.9, RATE)  # pairs with yt{i}.wav by stem
-    with open(tmp_path / "prompts.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "caption"])
-        writer.writerows([[f"yt{i}.flac", f"a tone number {i}"] for i in range(CLIPS)])
+def cached_features(cache) -> tuple[list[dict], list[dict]]:
+    """The feature files of a cache folder: Cnn14's (with logits) and VGGish's."""
+    files = [load_file(path) for path in sorted(cache.rglob("*.safetensors"))]
+    return [f for f in files if "logits" in f], [f for f in files if "logits" not in f]
 
-    result = evaluate_audio.main(
-        [
-            "--generated", str(generated), "--reference", str(setup / "ref_audio"),
-            "--prompts", str(tmp_path / "prompts.csv"), "--cnn14", str(setup / "cnn14"),
-            "--vggish", str(setup / "vggish"), "--clap", str(setup / "clap"),
-            "--output", str(tmp_path / "out.json"), "--cache_dir", str(tmp_path / "cache"),
-        ]
-    )  # fmt: skip
 
-    assert result["clips"]["kl_pairs"] == CLIPS and not result["clips"]["unpaired_reference"]
-    # 24 VGGish examples in 128 dimensions: rank-deficient covariances, where the matrix square root (as in
-    # audioldm_eval) leaves round-off of order 1e-3 around the true value.
-    assert result["metrics"]["FAD"] > -1e-2 and result["metrics"]["FD"] > -1e-2
-    # audioldm_eval's 1e-6 inside log(p_gen + 1e-6) biases KL down by about 1e-6 * 527 classes for close pairs.
-    assert result["metrics"]["KL"] > -1e-3
-    # Identical sets score 0 for FD / FAD / KL.
-    same = evaluate_audio.main(
-        ["--generated", str(setup / "ref_audio"), "--reference", str(setup / "ref_audio"), "--cnn14",
-         str(setup / "cnn14"), "--vggish", str(setup / "vggish"), "--no_cache"]
+def total_variance(rows: np.ndarray) -> float:
+    return float(np.trace(np.atleast_2d(np.cov(rows.astype(np.float64), rowvar=False))))
+
+
+def test_folders_with_prompts_csv(evaluation_root, clip_keys, audio_run, tmp_path):
+    assert audio_run.process.returncode == 0, audio_run.process.stderr[-3000:]
+    result = audio_run.results()
+    assert set(result["metrics"]) == METRICS and result["not_computed"] == {}
+    assert result["clips"]["kl_pairs"] == len(clip_keys) and not result["clips"]["unpaired_reference"]
+    assert result["clips"]["clap_clips"] == len(clip_keys) and result["clips"]["without_prompt"] == []
+    # Shifted, quieter copies: distinct sets, so positive distances (round-off is ~1e-15 of the total variance).
+    assert result["metrics"]["FAD"] > 0 and result["metrics"]["FD"] > 0
+    assert result["metrics"]["KL"] >= KL_FLOOR
+
+    # Identical sets: FD, FAD and KL of a set with itself.
+    cache = tmp_path / "cache"
+    same = tmp_path / "same.json"
+    code = evaluate_audio.main(
+        ["--generated", str(evaluation_root / "ref_audio"), "--reference", str(evaluation_root / "ref_audio"),
+         "--cnn14", str(evaluation_root / "cnn14"), "--vggish", str(evaluation_root / "vggish"),
+         "--cache_dir", str(cache), "--output", str(same)]
     )  # fmt: skip
-    assert same["metrics"]["FD"] == pytest.approx(0, abs=1e-3)
-    assert same["metrics"]["FAD"] == pytest.approx(0, abs=1e-3)
-    assert same["metrics"]["KL"] == pytest.approx(-527e-6, abs=1e-5)
+    assert code == 0
+    metrics = json.loads(same.read_text())["metrics"]
+    cnn14, vggish = cached_features(cache)
+    # Each clip embedded once by each backbone: the other side's features came from the cache.
+    assert len(cnn14) == len(vggish) == len(clip_keys)
+    embeddings = np.stack([f["embedding"] for f in cnn14])
+    examples = np.concatenate([f["embedding"] for f in vggish])
+    # Exact arithmetic gives 0; the float64 sums and singular values of this handful of rows err by a few ulps of
+    # the total variance.
+    assert abs(metrics["FD"]) <= 1e-12 * total_variance(embeddings)
+    assert abs(metrics["FAD"]) <= 1e-12 * total_variance(examples)
+    # KL of p with itself, with audioldm_eval's eps: mean over clips of sum_c p log(p / (p + eps)), in float64.
+    logits = np.stack([f["logits"] for f in cnn14]).astype(np.float64)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    expected = float((p * (np.log(p) - np.log(p + KL_EPS))).sum(axis=1).mean())
+    assert metrics["KL"] == pytest.approx(expected, rel=1e-9) and KL_FLOOR <= expected < 0
