@@ -114,6 +114,7 @@ def test_generate_returns_ranked_wavs_mels_and_settings(served, candidates, dura
         "model": "tiny-debug",
         "sampling_rate": 16000,
         "clap_scores": scores,
+        "non_finite_candidates": [],
     }
 
 

@@ -155,10 +155,20 @@ def evaluate_micro_pipeline(
         audio_length_in_s=seconds,
     )
     elapsed = time.perf_counter() - started
-    audios = [sf.read(folder / f"{c.clip_id}.wav", dtype="float32")[0] for c in clips]
+    # `generate_clips` never writes a non-finite clip. Such a generation failed: it is scored as silence (no event
+    # heard, so never "right") and counted, rather than left out, which would flatter the model.
+    audios, non_finite = [], []
+    for clip in clips:
+        path = folder / f"{clip.clip_id}.wav"
+        if path.is_file():
+            audios.append(sf.read(path, dtype="float32")[0])
+        else:
+            non_finite.append(clip.clip_id)
+            audios.append(np.zeros(round(seconds * clip.sampling_rate), dtype=np.float32))
     metrics = evaluate_micro_audio(audios, clips, classifier, clap, groups=groups)
     return {
         **metrics,
+        "non_finite_generations": non_finite,
         "scheduler": scheduler,
         "num_inference_steps": num_inference_steps,
         "guidance_scale": guidance_scale,
