@@ -1,6 +1,8 @@
 """The CLAP sanity check: a tiny CLAP trained on the check's pairs passes, one trained on shifted pairs fails, and
 a collapsed one is reported broken."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -93,10 +95,12 @@ def test_cli_exit_code(matching_clap, tmp_path, capsys):
     assert main(["--model", str(good)]) == 0
     assert "PASSED" in capsys.readouterr().out
 
+    # A broken copy: the module's fixture is shared with the other tests, whatever order they run in.
+    broken = copy.deepcopy(matching_clap["clap_model"])
     with torch.no_grad():
-        matching_clap["clap_model"].text_projection.linear2.weight.zero_()
+        broken.text_projection.linear2.weight.zero_()
     bad = tmp_path / "bad"
-    matching_clap["clap_model"].save_pretrained(bad)
+    broken.save_pretrained(bad)
     ClapProcessor(
         feature_extractor=matching_clap["clap_feature_extractor"], tokenizer=matching_clap["clap_tokenizer"]
     ).save_pretrained(bad)
