@@ -38,6 +38,8 @@ from tqdm.auto import tqdm
 
 from training.front_end import HOP_LENGTH, SAMPLING_RATE, TangoMelSpectrogram, prepare_waveform
 
+from .schedules import warmup_cosine_lr
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -195,14 +197,6 @@ def evaluate_micro_vae(vae: AutoencoderKL, mels: Sequence[torch.Tensor], batch_s
     }
 
 
-def _learning_rate(step: int, steps: int, lr: float, warmup: int) -> float:
-    # A short linear warm-up (a fresh VAE's first updates are large) then cosine decay to 10%.
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
 def _random_crops(
     mels: Sequence[torch.Tensor], indices: list[int], crop_frames: int, generator: torch.Generator
 ) -> torch.Tensor:
@@ -243,7 +237,7 @@ def _optimise(
         kl = 0.5 * (posterior.mean**2 + posterior.var - 1.0 - posterior.logvar).mean()
         loss = reconstruction_loss + kl_weight * kl
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(step, steps, lr, warmup)
+            group["lr"] = warmup_cosine_lr(step, steps, lr, warmup)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)

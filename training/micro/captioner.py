@@ -78,6 +78,7 @@ from datasets_scripts.debug_models import (
 from datasets_scripts.micro_world import classes_mentioned
 
 from .clap import clip_pairs, world_training_clips
+from .schedules import warmup_cosine_lr
 
 logger = logging.getLogger(__name__)
 
@@ -359,13 +360,6 @@ def build_training_batch(
     )
 
 
-def _learning_rate(step: int, steps: int, lr: float, warmup: int) -> float:
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
 def _check_training_arguments(epochs: int, batch_size: int, lr: float, weight_decay: float) -> None:
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
@@ -480,7 +474,7 @@ def _optimise(
             chosen = [captions[i][int(torch.randint(len(captions[i]), (1,), generator=generator))] for i in batch]
             inputs = _collate([prompts[i] for i in batch], chosen, tokenizer.pad_token_id, eos_id)
             for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(step, steps, lr, warmup)
+                group["lr"] = warmup_cosine_lr(step, steps, lr, warmup)
             loss = model(**inputs).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -54,6 +54,8 @@ from datasets_scripts.micro_world import WorldConfig
 from pipelines.tango_clap.debug import byte_level_alphabet
 from pipelines.tango_clap.pipeline_tango_clap import clap_audio_features
 
+from .schedules import warmup_cosine_lr
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -347,14 +349,6 @@ def _check_training_arguments(**values: Any) -> None:
         raise ValueError(f"warmup_fraction must be in [0, 1), got {values['warmup_fraction']!r}.")
 
 
-def _learning_rate(step: int, steps: int, lr: float, warmup: int) -> float:
-    # Linear warm-up then cosine decay to 10%: the usual CLIP/CLAP schedule, shortened.
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
 def contrastive_loss(model: ClapModel, input_features: torch.Tensor, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
     r"""CLAP's symmetric InfoNCE over a batch of matching (audio, text) pairs, plus texts that match no clip.
 
@@ -586,7 +580,7 @@ def _optimise(
             gains = (torch.rand(len(batch), 1, 1, 1, generator=generator) * 2 - 1) * gain_db
             batch_features = batch_features + gains
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(step, steps, lr, warmup)
+            group["lr"] = warmup_cosine_lr(step, steps, lr, warmup)
         loss = contrastive_loss(model, batch_features, _tokenize(tokenizer, texts))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -42,6 +42,20 @@ _LEAKY_RELU_SLOPE = 0.1
 DiscriminatorOutput = tuple[list[torch.Tensor], list[list[torch.Tensor]]]
 
 
+def _convolve(
+    convs: nn.ModuleList, conv_post: nn.Module, hidden: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A sub-discriminator's stack (leaky ReLU after each convolution but the last): its flattened logits and every
+    layer's output, which feature matching compares."""
+    features = []
+    for conv in convs:
+        hidden = nn.functional.leaky_relu(conv(hidden), _LEAKY_RELU_SLOPE)
+        features.append(hidden)
+    hidden = conv_post(hidden)
+    features.append(hidden)
+    return hidden.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     r"""One sub-discriminator of HiFi-GAN's multi-period discriminator.
 
@@ -77,13 +91,7 @@ class PeriodDiscriminator(nn.Module):
             # Reflection padding up to whole rows (HiFi-GAN's).
             waveform = nn.functional.pad(waveform[:, None], (0, self.period - samples % self.period), "reflect")[:, 0]
         hidden = waveform.reshape(batch, 1, -1, self.period)
-        features = []
-        for conv in self.convs:
-            hidden = nn.functional.leaky_relu(conv(hidden), _LEAKY_RELU_SLOPE)
-            features.append(hidden)
-        hidden = self.conv_post(hidden)
-        features.append(hidden)
-        return hidden.flatten(1), features
+        return _convolve(self.convs, self.conv_post, hidden)
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -120,13 +128,7 @@ class ResolutionDiscriminator(nn.Module):
         )
         # (batch, 1, frames, bins); UnivNet takes the plain magnitude, its gradient kept finite at 0 by the floor.
         hidden = spectrum.abs().clamp(min=1e-7).transpose(1, 2)[:, None]
-        features = []
-        for conv in self.convs:
-            hidden = nn.functional.leaky_relu(conv(hidden), _LEAKY_RELU_SLOPE)
-            features.append(hidden)
-        hidden = self.conv_post(hidden)
-        features.append(hidden)
-        return hidden.flatten(1), features
+        return _convolve(self.convs, self.conv_post, hidden)
 
 
 class MicroHifiGanDiscriminator(nn.Module):

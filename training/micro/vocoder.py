@@ -50,6 +50,7 @@ from .discriminators import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
+from .schedules import warmup_cosine_lr
 
 logger = logging.getLogger(__name__)
 
@@ -222,14 +223,6 @@ def _random_segments(
     return torch.stack(mel_segments), torch.stack(audio_segments)
 
 
-def _learning_rate(step: int, steps: int, lr: float, warmup: int) -> float:
-    # A short linear warm-up then cosine decay to 10%.
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
 @dataclass(frozen=True)
 class VocoderLossWeights:
     r"""Weights of the generator's loss terms.
@@ -319,7 +312,7 @@ def _optimise(
             order = order + torch.randperm(len(mels), generator=generator).tolist()
         batch, order = order[:batch_size], order[batch_size:]
         mel, audio = _random_segments(waveforms, mels, batch, segment_frames, generator)
-        rate = _learning_rate(step, steps, lr, warmup)
+        rate = warmup_cosine_lr(step, steps, lr, warmup)
         predicted = vocoder(mel)
         adversarial = discriminator is not None and step >= discriminator_start
         parts: dict[str, float] = {}
