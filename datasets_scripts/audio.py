@@ -29,12 +29,14 @@ DEFAULT_MIN_SECONDS = 1.0
 DEFAULT_SILENCE_DBFS = -60.0
 
 # Failure reasons. They are plain strings so that they can be written into a failures table as they are.
-UNREADABLE = "unreadable"  # missing file, a file FFmpeg cannot open, a decoding error, non-finite samples
+UNREADABLE = "unreadable"  # missing file, a file FFmpeg cannot open, a decoding error
 EMPTY = "empty"  # a zero-byte file or a stream that decodes to zero samples
 SILENT = "silent"  # every window's peak is below the silence threshold
 TOO_SHORT = "too_short"  # the clip is shorter than the minimum length
 NOT_AUDIO = "not_audio"  # a file of the source in which FFmpeg finds no audio stream (a README, an image, a video)
-FAILURE_REASONS = (UNREADABLE, EMPTY, SILENT, TOO_SHORT, NOT_AUDIO)
+# Decodes, but holds NaN or infinite samples (a float WAV written by a diverged model): never scored or captioned.
+NON_FINITE = "non_finite"
+FAILURE_REASONS = (UNREADABLE, EMPTY, SILENT, TOO_SHORT, NOT_AUDIO, NON_FINITE)
 
 # CLAP_RATE is an integer multiple of CAPTIONER_RATE; window boundaries are defined at 16 kHz and multiplied by
 # this factor at 48 kHz, so that the two versions of a window cover exactly the same stretch of time.
@@ -48,7 +50,8 @@ class ClipError(Exception):
 
     Args:
         reason (`str`):
-            One of `FAILURE_REASONS`: `"unreadable"`, `"empty"`, `"silent"`, `"too_short"` or `"not_audio"`.
+            One of `FAILURE_REASONS`: `"unreadable"`, `"empty"`, `"silent"`, `"too_short"`, `"not_audio"` or
+                `"non_finite"`.
         detail (`str`, *optional*, defaults to `""`):
             Human-readable detail (the path, the decoder's message, the measured length or level).
     """
@@ -157,7 +160,7 @@ def decode_audio(
     if waveform.shape[-1] == 0:
         raise ClipError(EMPTY, f"{label}: decoded to zero samples")
     if not np.isfinite(waveform).all():
-        raise ClipError(UNREADABLE, f"{label}: decoded samples contain NaN or infinity")
+        raise ClipError(NON_FINITE, f"{label}: decoded samples contain NaN or infinity")
     return np.ascontiguousarray(waveform), int(samples.sample_rate)
 
 

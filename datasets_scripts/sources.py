@@ -20,9 +20,12 @@ from typing import Any, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
+from transformers.utils import logging
 
 from .audio import NOT_AUDIO, UNREADABLE, ClipError, decode_audio, probe_audio
 from .loading import local_cache_kwargs
+
+logger = logging.get_logger(__name__)
 
 # Endings of audio formats FFmpeg decodes. A file named so is listed as a clip without being opened (listing 2M
 # AudioSet clips must stay cheap; a damaged one fails when decoded, as "unreadable"). Any other file is probed with
@@ -169,18 +172,31 @@ def _normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
     return tuple(ext.lower() if ext.startswith(".") else f".{ext.lower()}" for ext in extensions)
 
 
+def _is_hidden(name: str) -> bool:
+    """Names `datasets` leaves out of a folder's data files: dot-files and dot-folders (`.DS_Store`, macOS's
+    `._clip.wav` resource forks, `.cache/`, `.git/`) and `__pycache__`-like dunder names."""
+    return name.startswith((".", "__"))
+
+
 def _list_files(audio_dir: str | os.PathLike) -> list[str]:
-    """Every file under a folder, recursively, in a stable order."""
+    """Every file under a folder, recursively, in a stable order; hidden files and folders are left out (and
+    counted in the log), as `datasets` leaves them out of a folder's data files."""
     root = os.fspath(audio_dir)
     if not os.path.exists(root):
         raise FileNotFoundError(f"Audio folder not found: {root!r}")
     if not os.path.isdir(root):
         raise NotADirectoryError(f"{root!r} is a file, not a folder of audio files")
-    found = []
+    found, hidden = [], []
     # os.walk (not Path.rglob) because it is markedly faster on folders of millions of files.
     for directory, subdirectories, files in os.walk(root):
-        subdirectories.sort()
-        found.extend(os.path.join(directory, name) for name in sorted(files))
+        hidden += [os.path.join(directory, name) for name in subdirectories + files if _is_hidden(name)]
+        subdirectories[:] = sorted(name for name in subdirectories if not _is_hidden(name))
+        found.extend(os.path.join(directory, name) for name in sorted(files) if not _is_hidden(name))
+    if hidden:
+        logger.info(
+            f"Left out {len(hidden)} hidden file(s) or folder(s) under {root!r}, e.g. "
+            f"{os.path.relpath(min(hidden), root)!r} (names starting with '.' or '__', as `datasets` does)."
+        )
     return found
 
 

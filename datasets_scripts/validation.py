@@ -93,28 +93,15 @@ def check_device(name: str, value: Any, num_proc: int | None = None) -> str | No
     A device string the builder can run on: `None` or `"auto"` (each worker's GPU, else the CPU), `"cpu"`,
     `"cuda"` / `"cuda:<index>"` with that GPU present, or another `torch.device` type that is available.
     """
-    import torch
+    from pipelines.cli import device_problem
 
     if value is None or value == "auto":
         return value
     if not isinstance(value, str):
         raise ArgumentError(name, value, "must be a device name such as 'cpu', 'cuda' or 'cuda:1'.")
-    try:
-        device = torch.device(value)
-    except (RuntimeError, ValueError) as error:
-        raise ArgumentError(
-            name, value, f"is not a device name ({braces(error)}); use 'cpu', 'cuda' or 'cuda:1'."
-        ) from error
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ArgumentError(name, value, "needs a CUDA GPU, and this machine has none visible.")
-        if device.index is not None and device.index >= count:
-            raise ArgumentError(name, value, f"names GPU {device.index}, but only {count} are visible.")
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ArgumentError(name, value, "needs Apple's MPS backend, which is not available here.")
-    elif device.type not in ("cpu", "cuda", "mps") and not getattr(torch, device.type, None):
-        raise ArgumentError(name, value, "is not a device type this torch build runs on.")
+    problem = device_problem(value)
+    if problem is not None:
+        raise ArgumentError(name, value, problem.replace("{", "{{").replace("}", "}}"))
     return value
 
 

@@ -227,6 +227,56 @@ def check_model_reference(name: str, flag: str = "--model") -> str:
     return name
 
 
+def device_problem(name: str) -> str | None:
+    """
+    What is wrong with a device name on this machine, or `None` when torch can run there. One check for every
+    command that takes a device (`tango-af-generate`, the evaluations, the dataset builder).
+
+    Args:
+        name (`str`): `"cpu"`, `"cuda"`, `"cuda:1"`, `"mps"`, ...
+
+    Returns:
+        `str` or `None`: the problem, worded to follow the option and its value (`--device 'cuda' <problem>`).
+    """
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        return "is not a device name; expected cpu, cuda, cuda:N or mps."
+    if device.type == "cpu":
+        return None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            return f"needs a CUDA GPU, and this machine has none visible (torch {torch.__version__}, {built})."
+        if device.index is not None and device.index >= count:
+            return f"names GPU {device.index}, but only {count} are visible (cuda:0 to cuda:{count - 1})."
+        return None
+    backend = torch.backends.mps if device.type == "mps" else getattr(torch, device.type, None)
+    if backend is None or not hasattr(backend, "is_available") or not backend.is_available():
+        return f"needs a {device.type} device, and none is available on this machine."
+    return None
+
+
+def resolve_device(name: Any, flag: str = "--device") -> Any:
+    """
+    The `torch.device` to run on, checked with [`device_problem`]: `None` gives CUDA when available, else the CPU.
+
+    Raises:
+        [`UserError`]: naming `flag` and the value, for a name torch does not know or a device this machine lacks.
+    """
+    import torch
+
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    problem = device_problem(str(name))
+    if problem is not None:
+        raise UserError(f"{flag} {str(name)!r} {problem}")
+    return torch.device(name)
+
+
 def _exit_code(result: Any) -> int:
     if isinstance(result, bool) or not isinstance(result, int):
         return 0

@@ -37,7 +37,14 @@ import soundfile as sf
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-from .cli import UserError, add_debug_argument, check_model_reference, check_output_file, command_line
+from .cli import (
+    UserError,
+    add_debug_argument,
+    check_model_reference,
+    check_output_file,
+    command_line,
+    resolve_device,
+)
 from .tango_clap import TangoCLAPPipeline
 from .tango_clap.debug import DEBUG_MODEL_ID, build_debug_components, get_debug_pipeline
 from .tango_clap.pipeline_tango_clap import check_num_inference_steps
@@ -136,40 +143,6 @@ def _reason(error: BaseException, location: str) -> str:
     if constants.HF_HUB_OFFLINE and not os.path.isdir(location):
         reason += " (HF_HUB_OFFLINE is set: only models already in the local Hub cache can be used)"
     return reason
-
-
-def resolve_device(name: str | torch.device | None) -> torch.device:
-    """
-    The device to run on, checked: `None` gives CUDA when available, else the CPU.
-
-    Raises:
-        [`~pipelines.cli.UserError`]: naming `--device` and the value, for a name torch does not know or a device this
-            machine does not have.
-    """
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError, TypeError) as error:
-        raise UserError(f"--device {str(name)!r} is not a device name; expected cpu, cuda, cuda:N or mps.") from error
-    if device.type == "cpu":
-        return device
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-            raise UserError(
-                f"--device {str(name)!r}: CUDA is not available on this machine (torch {torch.__version__}, {built})."
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserError(
-                f"--device {str(name)!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}."
-            )
-        return device
-    backend = getattr(torch, device.type, None) if device.type != "mps" else torch.backends.mps
-    if backend is None or not hasattr(backend, "is_available") or not backend.is_available():
-        raise UserError(f"--device {str(name)!r}: no {device.type} device is available on this machine.")
-    return device
 
 
 @dataclass

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
-from datasets_scripts.audio import EMPTY, SILENT, UNREADABLE, ClipError, resample, to_mono
+from datasets_scripts.audio import EMPTY, NON_FINITE, SILENT, ClipError, resample, to_mono
 from pipelines.tango_clap.architectures import TANGO_STFT_CONFIG
 
 logger = logging.get_logger(__name__)
@@ -123,7 +123,7 @@ def prepare_waveform(
         `torch.Tensor`: float32 `(num_samples,)` with an absolute peak of 0.5.
 
     Raises:
-        `ClipError`: `"empty"` for zero samples, `"unreadable"` for NaN or infinite samples, `"silent"` when the clip
+        `ClipError`: `"empty"` for zero samples, `"non_finite"` for NaN or infinite samples, `"silent"` when the clip
         (or the stretch a random crop kept) peaks below `SILENCE_PEAK`.
     """
     if isinstance(waveform, torch.Tensor):
@@ -135,7 +135,7 @@ def prepare_waveform(
     if mono.shape[-1] == 0:
         raise ClipError(EMPTY, "zero samples")
     if not np.isfinite(mono).all():
-        raise ClipError(UNREADABLE, "samples contain NaN or infinity")
+        raise ClipError(NON_FINITE, "samples contain NaN or infinity")
     peak = float(np.abs(mono).max())
     if peak < SILENCE_PEAK:
         raise ClipError(SILENT, f"peak {peak:.2e} < {SILENCE_PEAK:.0e}")

@@ -553,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             f"--prompts {args.prompts!r}: no key matches a generated clip (prompt keys e.g. {list(prompts)[:3]}, "
             f"clip keys e.g. {sources['generated'].keys[:3]}); check --prompt_key_column."
         )
-    from ..generate import resolve_device  # checks `--device` against this machine
+    from ..cli import resolve_device
 
     device = resolve_device(args.device)
     backbones = load_backbones(args.cnn14, args.vggish, args.clap, device)

@@ -314,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     reference_source = open_clip_source(
         args.eval_set, args.audio_column, args.key_column, args.split, name=f"--eval_set {args.eval_set!r}"
     ).only(captions)
-    from ..generate import resolve_device  # checks `--device` against this machine
+    from ..cli import resolve_device
 
     device = resolve_device(args.device)
     # On the CPU while the pipeline generates; loaded now so that a bad backbone costs no generation.

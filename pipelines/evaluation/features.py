@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from datasets_scripts.audio import NOT_AUDIO, UNREADABLE, ClipError, decode_audio, to_mono
+from datasets_scripts.audio import NON_FINITE, NOT_AUDIO, UNREADABLE, ClipError, decode_audio, to_mono
 from datasets_scripts.sources import clips_from_audio_dir
 
 from ..cli import UserError, one_line
@@ -33,11 +33,9 @@ logger = logging.getLogger(__name__)
 
 # A clip whose peak is below this is reported as silent (kept: a silent generation is a valid, bad, output).
 SILENCE_PEAK = 1e-4
-# Why a clip is not scored at all (besides `datasets_scripts.audio`'s failures: "unreadable", "empty", "not_audio").
+# Why a clip is not scored at all (besides `datasets_scripts.audio`'s failures: "unreadable", "empty", "not_audio",
+# "non_finite").
 EMPTY = "empty"
-NON_FINITE = "non_finite"
-# `decode_audio` reports NaN or infinite samples as "unreadable" in these words; the evaluation counts them apart.
-_DECODED_NON_FINITE = "NaN or infinity"
 # Why a clip is left out of one backbone's metrics only (see `evaluate_audio`).
 TOO_SHORT = "too_short"
 
@@ -178,10 +176,7 @@ class ClipSource:
             try:
                 audio, rate = load()
             except ClipError as error:
-                reason = (
-                    NON_FINITE if error.reason == UNREADABLE and _DECODED_NON_FINITE in error.detail else error.reason
-                )
-                skipped[reason].append(key)
+                skipped[error.reason].append(key)
                 logger.warning(f"Not scoring {key!r} of {self.name}: {error}")
                 continue
             clips.append(EvalClip(key=key, audio=audio, sampling_rate=rate))

@@ -98,6 +98,18 @@ def test_decode_corrupt_file_is_unreadable(tmp_path):
     assert info.value.reason == UNREADABLE and "corrupt.wav" in info.value.detail
 
 
+def test_decode_non_finite_samples_is_its_own_failure(tmp_path):
+    """A float WAV holding NaN or infinity decodes fine: it is counted as "non_finite", apart from files that cannot
+    be read, naming the file."""
+    for value in (np.nan, np.inf):
+        samples = tone(0.5)
+        samples[100] = value
+        path = write(tmp_path / f"bad_{value}.wav", samples, 16000, subtype="FLOAT")
+        with pytest.raises(ClipError) as info:
+            decode_audio(path)
+        assert info.value.reason == "non_finite" and f"bad_{value}.wav" in info.value.detail
+
+
 def test_decode_missing_file_is_unreadable(tmp_path):
     with pytest.raises(ClipError) as info:
         decode_audio(tmp_path / "nope.wav")

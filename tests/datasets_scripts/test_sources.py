@@ -3,6 +3,7 @@
 All audio is generated here with numpy and written with soundfile into tmp_path.
 """
 
+import logging
 import pickle
 
 import numpy as np
@@ -392,3 +393,19 @@ def test_a_folder_that_is_a_file_is_named(tmp_path):
     (tmp_path / "clip.wav").write_bytes(b"")
     with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
         clips_from_audio_dir(tmp_path / "clip.wav")
+
+
+def test_hidden_files_and_folders_are_left_out_as_datasets_leaves_them_out(tmp_path, caplog):
+    """macOS resource forks (`._a.wav`, AppleDouble metadata named like the clip), `.DS_Store` and cache folders are
+    not clips and not failures: they are skipped, and the log says how many."""
+    ffmpeg(tmp_path / "a.wav")
+    (tmp_path / "._a.wav").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (tmp_path / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    ffmpeg(tmp_path / ".cache" / "b.wav")
+    ffmpeg(tmp_path / "__MACOSX" / "c.wav")
+    ffmpeg(tmp_path / "sub" / "d.wav")
+    with caplog.at_level(logging.INFO, logger="datasets_scripts.sources"):
+        sources = clips_from_audio_dir(tmp_path)
+    assert [s.clip_id for s in sources] == ["a", "d"]
+    assert all(s.listing_failure is None for s in sources)
+    assert "Left out 4 hidden file(s) or folder(s)" in caplog.text

@@ -3,6 +3,7 @@
 import argparse
 
 import pytest
+import torch
 
 from pipelines.cli import (
     DEBUG_ENV_VAR,
@@ -12,6 +13,8 @@ from pipelines.cli import (
     add_debug_argument,
     check_output_file,
     command_line,
+    device_problem,
+    resolve_device,
 )
 
 
@@ -130,3 +133,32 @@ def test_check_model_reference_accepts_folders_and_repo_ids(tmp_path):
     (tmp_path / "weights.bin").write_text("x")
     with pytest.raises(UserError, match="is a file"):
         check_model_reference(str(tmp_path / "weights.bin"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the messages of a machine without a GPU")
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("cpu", None),
+        ("banana", "is not a device name; expected cpu, cuda, cuda:N or mps."),
+        ("cuda", "needs a CUDA GPU, and this machine has none visible"),
+        ("cuda:3", "needs a CUDA GPU, and this machine has none visible"),
+        ("meta", "needs a meta device, and none is available on this machine."),
+    ],
+)
+def test_one_device_check_for_every_command(name, problem):
+    """`tango-af-generate`, the evaluations and the dataset builder word a bad device the same way."""
+    from datasets_scripts.validation import ArgumentError, check_device
+
+    found = device_problem(name)
+    assert (found is None) if problem is None else (found is not None and found.startswith(problem))
+    if problem is None:
+        assert resolve_device(name) == torch.device(name)
+        assert check_device("device", name) == name
+        return
+    with pytest.raises(UserError) as info:
+        resolve_device(name)
+    assert str(info.value).startswith(f"--device {name!r} {problem}")
+    with pytest.raises(ArgumentError) as info:
+        check_device("device", name)
+    assert f"{name!r} {problem}" in str(info.value)

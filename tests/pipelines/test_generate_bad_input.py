@@ -74,7 +74,7 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
         (["--max-seconds", "0"], ["--max-seconds 0.0"]),
         (["--max-waveforms", "0"], ["--max-waveforms 0"]),
         (["--device", "foo"], ["--device 'foo'", "not a device name"]),
-        (["--device", "meta"], ["--device 'meta'", "no meta device"]),
+        (["--device", "meta"], ["--device 'meta'", "needs a meta device"]),
         (["--steps", "1001"], ["--steps 1001", "DDPMScheduler", "at most 1000"]),
         (["--scheduler", "ddim", "--steps", "100000"], ["--steps 100000", "DDIMScheduler", "at most 1000"]),
         (
@@ -95,7 +95,7 @@ def test_bad_values_are_named_before_loading(tmp_path, capsys, no_loading, argv,
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_on_a_cpu_machine_is_named(tmp_path, capsys, no_loading):
     code, _, err = run([*FAST, "--out", str(tmp_path / "x.wav"), "--device", "cuda"], capsys)
-    assert_one_line_error(code, err, "--device 'cuda'", "CUDA is not available")
+    assert_one_line_error(code, err, "--device 'cuda'", "needs a CUDA GPU")
 
 
 def test_limits_can_be_lifted(tmp_path, no_loading):

@@ -200,7 +200,7 @@ def test_prepare_waveform_failures():
     bad[5] = np.inf
     with pytest.raises(ClipError) as info:
         prepare_waveform(bad, 16000)
-    assert info.value.reason == "unreadable"
+    assert info.value.reason == "non_finite"
     # A long clip whose cut keeps only digital silence is skipped as silent rather than amplified.
     quiet_tail = np.concatenate([tone(440, 1.0), np.zeros(16000 * 30, dtype=np.float32)])
     with pytest.raises(ClipError) as info:
