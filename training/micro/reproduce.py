@@ -96,19 +96,23 @@ class ReproductionConfig:
     )
     captioner_epochs: int = 18
     vae_steps: int = 600
-    vocoder_steps: int = 800
+    # 3,000 steps: 40% of real test clips' events survive the VAE + vocoder, 31% after 800 (results/parts-2026-12-04).
+    vocoder_steps: int = 3000
     classifier_epochs: int = 15
     num_captions: int = 20
     top_k: int = 3
     tau_quantiles: tuple[float, ...] = (0.33, 0.67)
     seeds: tuple[int, ...] = (0, 1, 2)
-    pretrain_steps: int = 2000
-    finetune_steps: int = 1000
+    # A micro UNet step (batch 16) takes 0.7-0.9 s on one core, backward two thirds of it (measured 2026-12-04): 21
+    # runs of 600 steps plus their evaluations are about 100 min on two cores; 3,000-step runs would be 8 hours.
+    pretrain_steps: int = 400
+    finetune_steps: int = 200
     batch_size: int = 16
     learning_rate: float = 1e-3
     unet_size: str = "micro"
     mixture_weight: float = 1.0
-    weak_clap_run: bool = True
+    # The optional scorer-strength run (3 seeds, 30 min of one core) is cut to fit the 2-hour budget.
+    weak_clap_run: bool = False
     eval_scheduler: str = "ddim"
     eval_steps: int = 10
     eval_guidance: float = 3.0
@@ -147,6 +151,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "finetune_steps": 1,
         "batch_size": 4,
         "eval_steps": 2,
+        # The full preset cuts this run for time; the test keeps its code exercised.
+        "weak_clap_run": True,
         "workers": 1,
     },
 }
@@ -216,7 +222,8 @@ def part_clap(config: ReproductionConfig, root: Path, rung: dict[str, Any]) -> d
         settings = {k: v for k, v in rung.items() if k != "name"}
         train = world_training_clips(config.world, config.labelled_clips, captions_per_clip=config.captions_per_clip)
         train_micro_clap(train, out, seed=config.parts_seed, progress=False, **settings)
-        test = [(c.audio, c.caption) for c in world_clips(config, "test")]
+        # With the clips' labels, the event R@1 (whose ceiling is 1) is measured beside the exact-clip R@1.
+        test = world_clips(config, "test")
         return {"name": rung["name"], "recipe": settings, "test": evaluate_micro_clap(out, test)}
 
     return run_stage(root, f"parts/clap-{rung['name']}", build)

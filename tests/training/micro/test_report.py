@@ -5,6 +5,8 @@ import pytest
 from training.micro.report import (
     README_END,
     README_START,
+    budget_notes,
+    clap_ladder_table,
     comparisons,
     readme_section,
     render_report,
@@ -43,7 +45,7 @@ def _report():
         "runs": runs,
         "baseline": "captioned-all",
         "baseline_label": "captioned only (whole budget)",
-        "stage_seconds": {"world": 10.0},
+        "stage_seconds": {"world": 10.0, "parts/vae": 120.0, "parts/vocoder": 1800.0, "runs/a/seed0": 600.0},
         "seconds": 3600.0,
     }
 
@@ -87,3 +89,22 @@ def test_readme_section_replaces_only_the_marked_text(tmp_path):
     with pytest.raises(ValueError, match="no micro-study markers"):
         update_readme(_report(), other)
     assert other.read_text() == "no markers"
+
+
+def test_the_budget_says_what_was_cut_and_where_the_time_went():
+    report = _report()
+    notes = budget_notes(report)
+    assert not any("Cut to fit" in note for note in notes)
+    assert notes[-1] == (
+        "- Stage time (summed over stages, which run two at a time): world 0 min, parts 32 min, runs 10 min; "
+        "the whole run 60 min wall."
+    )
+    report["config"]["weak_clap_run"] = False
+    assert "weakest CLAP's AF-AudioSet run" in budget_notes(report)[0]
+    assert budget_notes(report)[0] in render_report(report) and budget_notes(report)[0] in readme_section(report)
+
+
+def test_the_ladder_shows_the_event_r1_when_it_was_measured():
+    rung = _report()["clap_ladder"][0]
+    assert clap_ladder_table([rung]).splitlines()[-1].split(" | ")[4] == "nan"
+    assert clap_ladder_table([{**rung, "text_to_audio_event_r1": 0.45}]).splitlines()[-1].split(" | ")[4] == "0.45"
