@@ -17,19 +17,12 @@ from datasets_scripts import AFAudioSet, build_models, load_af_audioset
 from datasets_scripts import build as build_module
 from datasets_scripts.build import build_af_audioset, merge_shards
 from datasets_scripts.cli import main as cli_main
-from datasets_scripts.debug_models import save_debug_af_audioset_models
 from datasets_scripts.released import import_released, read_released_captions
 from datasets_scripts.schema import TAU_PRESETS, config_name
 from datasets_scripts.scorer import ClapScorer
 from datasets_scripts.sources import clips_from_audio_dir
 
 NUM_CAPTIONS = 4
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """Tiny Audio Flamingo 3 and CLAP checkpoints saved as folders: loaded like Hub ids."""
-    return save_debug_af_audioset_models(tmp_path_factory.mktemp("models"), seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,6 @@ import pytest
 from datasets_scripts import units as units_module
 from datasets_scripts.build import build_af_audioset, finalize_folder, unfinished_units
 from datasets_scripts.captioner import CAPTION_PROMPT
-from datasets_scripts.debug_models import save_debug_af_audioset_models
 from datasets_scripts.sources import clips_from_audio_dir
 from datasets_scripts.validation import ArgumentError
 
@@ -33,42 +31,11 @@ UNIT_OF = {"README.txt": 0, "a300": 1, "b500": 2, "c700": 3, "d_silent": 4}
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return save_debug_af_audioset_models(tmp_path_factory.mktemp("models"), seed=0)
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
+def clips(tmp_path_factory, ffmpeg_audio):
     root = tmp_path_factory.mktemp("clips")
     for name, frequency in (("a300", 300), ("b500", 500), ("c700", 700)):
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-v",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                f"sine=frequency={frequency}:duration=1.2:sample_rate=16000",
-                str(root / f"{name}.wav"),
-            ],
-            check=True,
-        )
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "anullsrc=r=16000:cl=mono",
-            "-t",
-            "1.2",
-            str(root / "d_silent.wav"),
-        ],
-        check=True,
-    )
+        ffmpeg_audio(root / f"{name}.wav", source=f"sine=frequency={frequency}:duration=1.2:sample_rate=16000")
+    ffmpeg_audio(root / "d_silent.wav", "-t", "1.2", source="anullsrc=r=16000:cl=mono")
     (root / "README.txt").write_text("Clips for the tests.\n")
     return root
 

@@ -4,13 +4,10 @@ checks of the loaders."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from datasets_scripts.cli import _shard, build_parser
 from datasets_scripts.cli import main as cli_main
-from datasets_scripts.debug_models import save_debug_af_audioset_models
 from datasets_scripts.validation import ArgumentError, shard_from_environment
 from pipelines.cli import UserError
 
@@ -32,28 +29,10 @@ def no_launcher(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return save_debug_af_audioset_models(tmp_path_factory.mktemp("models"), seed=0)
-
-
-@pytest.fixture(scope="module")
-def place(tmp_path_factory):
+def place(tmp_path_factory, ffmpeg_audio):
     """A folder with one clip, a plain file, a folder that is not a build, and a path that does not exist."""
     root = tmp_path_factory.mktemp("place")
-    (root / "clips").mkdir()
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:duration=1.2:sample_rate=16000",
-            str(root / "clips" / "a.wav"),
-        ],
-        check=True,
-    )
+    ffmpeg_audio(root / "clips" / "a.wav")
     (root / "file.txt").write_text("not a folder\n")
     (root / "plain").mkdir()
     (root / "texts").mkdir()

@@ -22,7 +22,6 @@ import pytest
 
 from datasets_scripts.build import build_af_audioset
 from datasets_scripts.cli import main as cli_main
-from datasets_scripts.debug_models import save_debug_af_audioset_models
 from datasets_scripts.sources import clips_from_audio_dir
 
 SLURM_SCRIPT = Path(__file__).parents[2] / "datasets_scripts" / "slurm" / "build_af_audioset.sbatch"
@@ -30,26 +29,11 @@ SETTINGS = ["--num-captions", "2", "--top-k", "2", "--max-new-tokens", "3", "--u
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return save_debug_af_audioset_models(tmp_path_factory.mktemp("models"), seed=0)
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
+def clips(tmp_path_factory, ffmpeg_audio):
     root = tmp_path_factory.mktemp("clips")
     for frequency in (300, 500, 700, 900):
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-v",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                f"sine=frequency={frequency}:duration=1.2:sample_rate=16000",
-                str(root / f"tone{frequency}.wav"),
-            ],
-            check=True,
+        ffmpeg_audio(
+            root / f"tone{frequency}.wav", source=f"sine=frequency={frequency}:duration=1.2:sample_rate=16000"
         )
     return root
 

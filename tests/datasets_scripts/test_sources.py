@@ -321,18 +321,17 @@ def test_exclude_ids(tmp_path):
 # ---------------------------------------------------------------- any format FFmpeg reads, and the rest accounted for
 
 
-def ffmpeg(path, *arguments, source="sine=frequency=440:duration=1.5:sample_rate=16000"):
-    import subprocess
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", source, *arguments, str(path)], check=True)
-    return str(path)
+TONE_1_5_S = "sine=frequency=440:duration=1.5:sample_rate=16000"
 
 
 @pytest.fixture(scope="module")
-def mixed_folder(tmp_path_factory):
+def mixed_folder(tmp_path_factory, ffmpeg_audio):
     """1.5 s tones in formats outside the usual list, a WAV under an unknown ending, and files that are not audio."""
     root = tmp_path_factory.mktemp("mixed")
+
+    def ffmpeg(path, *arguments, source=TONE_1_5_S):
+        return ffmpeg_audio(path, *arguments, source=source)
+
     ffmpeg(root / "a.oga", "-c:a", "libvorbis")
     ffmpeg(root / "b.aiff")
     ffmpeg(root / "c.aif", "-f", "aiff")
@@ -395,15 +394,15 @@ def test_a_folder_that_is_a_file_is_named(tmp_path):
         clips_from_audio_dir(tmp_path / "clip.wav")
 
 
-def test_hidden_files_and_folders_are_left_out_as_datasets_leaves_them_out(tmp_path, caplog):
+def test_hidden_files_and_folders_are_left_out_as_datasets_leaves_them_out(tmp_path, caplog, ffmpeg_audio):
     """macOS resource forks (`._a.wav`, AppleDouble metadata named like the clip), `.DS_Store` and cache folders are
     not clips and not failures: they are skipped, and the log says how many."""
-    ffmpeg(tmp_path / "a.wav")
+    ffmpeg_audio(tmp_path / "a.wav")
     (tmp_path / "._a.wav").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
     (tmp_path / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
-    ffmpeg(tmp_path / ".cache" / "b.wav")
-    ffmpeg(tmp_path / "__MACOSX" / "c.wav")
-    ffmpeg(tmp_path / "sub" / "d.wav")
+    ffmpeg_audio(tmp_path / ".cache" / "b.wav")
+    ffmpeg_audio(tmp_path / "__MACOSX" / "c.wav")
+    ffmpeg_audio(tmp_path / "sub" / "d.wav")
     with caplog.at_level(logging.INFO, logger="datasets_scripts.sources"):
         sources = clips_from_audio_dir(tmp_path)
     assert [s.clip_id for s in sources] == ["a", "d"]
