@@ -5,12 +5,14 @@ import pytest
 from training.micro.report import (
     README_END,
     README_START,
+    TARGETS,
     budget_notes,
     clap_ladder_table,
     comparisons,
     readme_section,
     render_report,
     runs_table,
+    targets_table,
     update_readme,
     write_report,
 )
@@ -44,6 +46,7 @@ def _report():
         "caption_quality_table": "| scorer | tau |\n| --- | --- |",
         "runs": runs,
         "baseline": "captioned-all",
+        "best": "af-strong-top3",
         "baseline_label": "captioned only (whole budget)",
         "stage_seconds": {"world": 10.0, "parts/vae": 120.0, "parts/vocoder": 1800.0, "runs/a/seed0": 600.0},
         "seconds": 3600.0,
@@ -108,3 +111,17 @@ def test_the_ladder_shows_the_event_r1_when_it_was_measured():
     rung = _report()["clap_ladder"][0]
     assert clap_ladder_table([rung]).splitlines()[-1].split(" | ")[4] == "nan"
     assert clap_ladder_table([{**rung, "text_to_audio_event_r1": 0.45}]).splitlines()[-1].split(" | ")[4] == "0.45"
+
+
+def test_the_targets_are_reported_as_measured_met_or_not():
+    report = _report()
+    table = targets_table(report)
+    assert len(table.splitlines()) == 2 + len(TARGETS)
+    # Ceiling 96% (met), no event R@1 measured (not met), captioner without a pool rate (not met), best recipe 25%.
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in table.splitlines()[2:]}
+    assert rows["real test audio through the VAE + vocoder, events right"] == ["96.0%", ">= 90%", "yes |"]
+    assert rows["strongest CLAP, text-to-audio events R@1"] == ["nan", ">= 0.80", "no |"]
+    assert rows["best recipe, events right (mean over seeds)"] == ["25.0%", ">= 50%", "no |"]
+    report["captioner"]["pool_exact"] = 0.45
+    assert "| captioner, sampled pool captions exactly right | 45.0% | 40-70% | yes |" in targets_table(report)
+    assert "45.0% of its sampled pool captions and 55.0% of its sampled test captions" in readme_section(report)
