@@ -531,6 +531,25 @@ def _jsonable(value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------------- main
 
 
+# Every call of `reproduce` on a run folder, with its wall time and how it ended: a study resumed over several calls
+# (or sessions) reports the sum, not the last call's time.
+INVOCATIONS = "invocations.json"
+
+
+def read_invocations(root: Path) -> list[dict[str, Any]]:
+    path = root / INVOCATIONS
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def record_invocation(root: Path, started_at: str, seconds: float, outcome: str, workers: int) -> None:
+    """Appends one call's record to `root/invocations.json` (written whole, then renamed)."""
+    records = read_invocations(root)
+    records.append({"started": started_at, "seconds": round(seconds, 1), "workers": workers, "outcome": outcome})
+    partial = root / f".{INVOCATIONS}.partial"
+    partial.write_text(json.dumps(records, indent=2) + "\n")
+    os.replace(partial, root / INVOCATIONS)
+
+
 # Points where a run can stop (`--stop-after`) to be resumed later, e.g. by the next session on another machine.
 MILESTONES = ("parts", "caption_quality", "latents", "runs")
 
@@ -538,7 +557,8 @@ MILESTONES = ("parts", "caption_quality", "latents", "runs")
 def reproduce(config: ReproductionConfig, output: str | os.PathLike, stop_after: str | None = None) -> dict[str, Any]:
     """
     Runs (or resumes) every stage; returns the report (also written to `output/report.json` and `report.md`, with
-    its plots).
+    its plots). Each call's wall time and outcome is added to `output/invocations.json`; the report's `seconds` is
+    the sum over every call that worked on the run.
 
     Args:
         config ([`ReproductionConfig`]): sizes and budgets.
@@ -548,8 +568,7 @@ def reproduce(config: ReproductionConfig, output: str | os.PathLike, stop_after:
     """
     if stop_after is not None and stop_after not in MILESTONES:
         raise ValueError(f"`stop_after` must be one of {MILESTONES}, got {stop_after!r}.")
-    from .report import write_report
-
+    started_at, started = time.strftime("%Y-%m-%dT%H:%M:%S"), time.perf_counter()
     root = Path(output)
     root.mkdir(parents=True, exist_ok=True)
     config_path = root / "config.json"
@@ -562,7 +581,20 @@ def reproduce(config: ReproductionConfig, output: str | os.PathLike, stop_after:
             "or give another --output."
         )
     config_path.write_text(config_record)
-    started = time.perf_counter()
+    try:
+        result = _reproduce(config, root, stop_after, started)
+        outcome = "finished" if stop_after is None else f"stopped after {stop_after}"
+        return result
+    except BaseException as error:
+        outcome = f"failed: {type(error).__name__}"
+        raise
+    finally:
+        record_invocation(root, started_at, time.perf_counter() - started, outcome, config.workers)
+
+
+def _reproduce(config: ReproductionConfig, root: Path, stop_after: str | None, started: float) -> dict[str, Any]:
+    from .report import write_report
+
     seconds: dict[str, float] = {}
 
     def timed(name: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -661,7 +693,9 @@ def reproduce(config: ReproductionConfig, output: str | os.PathLike, stop_after:
         "best": best["name"],
         "shipped_seed": shipped_seed(best),
         "stage_seconds": seconds,
-        "seconds": round(time.perf_counter() - started, 1),
+        # Every call that worked on the run, this one included.
+        "seconds": round(sum(i["seconds"] for i in read_invocations(root)) + time.perf_counter() - started, 1),
+        "invocations": len(read_invocations(root)) + 1,
     }
     report = _jsonable(report)
     (root / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")

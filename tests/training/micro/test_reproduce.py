@@ -130,9 +130,16 @@ def test_a_rerun_resumes_and_redoes_only_what_is_missing(fast_run, monkeypatch):
     progress = reproduce_module.reproduce(config, root, stop_after="caption_quality")
     assert progress["stopped_after"] == "caption_quality" and "oracle" in progress["caption_quality"]["curves"]
     assert json.loads((root / "progress.json").read_text())["stopped_after"] == "caption_quality"
-    # Other settings in the same folder are refused rather than mixed in.
+    # Every call is on record, and the report's wall time is their sum, not the last call's.
+    calls = json.loads((root / "invocations.json").read_text())
+    assert [call["outcome"] for call in calls] == ["finished", "finished", "stopped after caption_quality"]
+    assert [call["workers"] for call in calls] == [1, 1, 2]
+    assert again["invocations"] == 2
+    assert calls[0]["seconds"] < again["seconds"] <= calls[0]["seconds"] + calls[1]["seconds"]
+    # Other settings in the same folder are refused rather than mixed in, and leave no record of a call.
     with pytest.raises(ValueError, match="other settings"):
         reproduce_module.reproduce(ReproductionConfig(**{**PRESETS["fast"], "seeds": (0, 1, 2)}), root)
+    assert json.loads((root / "invocations.json").read_text()) == calls
 
 
 def test_the_best_model_installs_as_a_default_that_loads_both_ways(fast_run, tmp_path):
