@@ -223,7 +223,7 @@ def readme_section(report: Mapping[str, Any]) -> str:
     seen, unseen prompts) and the verdicts against the baseline, every number from the report."""
     config = report["config"]
     lines = [
-        f"Measured by the run that produced the shipped model (world seed {config['world_seed']}, training seeds "
+        f"Measured by the documented run (`python -m training.micro.reproduce`; world seed {config['world_seed']}, training seeds "
         f"{config['seeds']}, {report['test_prompts']['all']} test prompts of which {report['test_prompts']['unseen']} "
         f"unseen combinations; {report['seconds'] / 60:.0f} min wall time on this 2-core machine; intervals: "
         f"{INTERVAL_KIND}).",
