@@ -40,6 +40,7 @@ import json
 import logging as py_logging
 import math
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -647,7 +648,10 @@ def train(argv: list[str] | None = None, lora: bool = False) -> None:
     unet = accelerator.unwrap_model(unet)
     if args.log_weight_checksums:
         checksum = sum(float(p.detach().double().sum()) for p in unet.parameters())
-        print(f"WEIGHT_CHECKSUM process={accelerator.process_index} value={checksum!r}", flush=True)
+        # One write per line: `print` writes the text and its newline apart, and two processes sharing a pipe
+        # interleave them ("value=1.5WEIGHT_CHECKSUM process=1 ..."); a write this short to a pipe is atomic.
+        sys.stdout.write(f"WEIGHT_CHECKSUM process={accelerator.process_index} value={checksum!r}\n")
+        sys.stdout.flush()
     if skipped_total:
         logger.info(f"Skipped clips (bad or missing audio): {dict(skipped_total)}")
     if accelerator.is_main_process:
