@@ -4,7 +4,8 @@ Baseline, measured in the same run on the same models: one clip per forward pass
 audioldm_eval embeds clips, vs `extract_features` with `batch_size=16` (clips of the same prepared length stacked
 into one forward pass). Both go through the evaluation's own paths, `evaluate_audio._cnn14_features` and
 `_vggish_features` (input preparation, the forward passes, per-clip numpy features), with no cache (the weights
-fingerprint is computed only when a cache is used, once per evaluation; its cost is timed apart); one more row times a second, warm run through a `FeatureCache` in a temporary folder.
+fingerprint is computed only when a cache is used, once per evaluation; its cost is timed apart); one more row
+times a second, warm run through a `FeatureCache` in a temporary folder.
 Timed repetitions are interleaved (one at a time, batched, one at a time, ...); the first call of each mode is an
 untimed warm-up, during which peak memory is measured. The features of the two modes are compared (max abs diff).
 

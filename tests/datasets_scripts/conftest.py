@@ -1,4 +1,5 @@
-"""Fixtures shared by the dataset builder's tests: the tiny offline captioner and CLAP, and audio files made by FFmpeg."""
+"""Fixtures shared by the dataset builder's tests: the tiny offline captioner and CLAP, and audio files written by
+FFmpeg."""
 
 import subprocess
 

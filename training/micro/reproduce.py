@@ -103,8 +103,8 @@ class ReproductionConfig:
     top_k: int = 3
     tau_quantiles: tuple[float, ...] = (0.33, 0.67)
     seeds: tuple[int, ...] = (0, 1, 2)
-    # A micro UNet step (batch 16) takes 0.7-0.9 s on one core, backward two thirds of it (measured 2026-12-04): 21
-    # runs of 600 steps plus their evaluations are about 100 min on two cores; 3,000-step runs would be 8 hours.
+    # A micro UNet step (batch 16) takes 0.6-0.9 s on one core, backward two thirds of it (measured 2026-12-04): 21
+    # runs of 600 steps plus their evaluations took 71 min on two cores; 3,000-step runs would take 8 hours.
     pretrain_steps: int = 400
     finetune_steps: int = 200
     batch_size: int = 16
@@ -543,11 +543,11 @@ def read_invocations(root: Path) -> list[dict[str, Any]]:
 
 def record_invocation(root: Path, started_at: str, seconds: float, outcome: str, workers: int) -> None:
     """Appends one call's record to `root/invocations.json` (written whole, then renamed)."""
+    from pipelines.evaluation.outputs import write_json
+
     records = read_invocations(root)
     records.append({"started": started_at, "seconds": round(seconds, 1), "workers": workers, "outcome": outcome})
-    partial = root / f".{INVOCATIONS}.partial"
-    partial.write_text(json.dumps(records, indent=2) + "\n")
-    os.replace(partial, root / INVOCATIONS)
+    write_json(root / INVOCATIONS, records)
 
 
 # Points where a run can stop (`--stop-after`) to be resumed later, e.g. by the next session on another machine.
@@ -670,6 +670,7 @@ def _reproduce(config: ReproductionConfig, root: Path, stop_after: str | None, s
          "best_of_n_exact": quality["best_of_n_exact"][rung["name"]], "seconds": parts[f"clap-{rung['name']}"]["seconds"]}
         for rung in config.clap_ladder
     ]  # fmt: skip
+    earlier_calls = read_invocations(root)
     report = {
         "config": dataclasses.asdict(config),
         "test_prompts": world["test_prompts"],
@@ -694,8 +695,8 @@ def _reproduce(config: ReproductionConfig, root: Path, stop_after: str | None, s
         "shipped_seed": shipped_seed(best),
         "stage_seconds": seconds,
         # Every call that worked on the run, this one included.
-        "seconds": round(sum(i["seconds"] for i in read_invocations(root)) + time.perf_counter() - started, 1),
-        "invocations": len(read_invocations(root)) + 1,
+        "seconds": round(sum(call["seconds"] for call in earlier_calls) + time.perf_counter() - started, 1),
+        "invocations": len(earlier_calls) + 1,
     }
     report = _jsonable(report)
     (root / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
